@@ -1,0 +1,2 @@
+"""The DPS engine: operators, noise models, measurements and guidance maths. Pure torch;
+never imports ComfyUI."""

@@ -1,0 +1,1 @@
+"""ComfyUI node classes: thin translations between ComfyUI types and the `dps` engine."""

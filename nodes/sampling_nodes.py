@@ -1,0 +1,1 @@
+NODES = []  # filled as the node classes land

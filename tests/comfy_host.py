@@ -1,0 +1,51 @@
+"""Imports the real ComfyUI host in-process and this pack as the package `comfyui_dps`.
+
+ComfyUI is found through COMFYUI_PATH, else the folder that `make host` extracted. On a machine
+without CUDA ComfyUI is told to use the CPU, as `--cpu` would.
+"""
+
+import importlib.util
+import os
+import pathlib
+import sys
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+
+def comfyui_path() -> pathlib.Path:
+    if os.environ.get("COMFYUI_PATH"):
+        return pathlib.Path(os.environ["COMFYUI_PATH"])
+    recorded = ROOT / ".host" / "comfyui_path"
+    if recorded.exists():
+        return pathlib.Path(recorded.read_text().strip())
+    return ROOT / ".host" / "ComfyUI"
+
+
+def load_comfy():
+    """Make `comfy`, `comfy_api`, `nodes` ... importable and configure the device."""
+    path = comfyui_path()
+    if not (path / "comfy").is_dir():
+        raise RuntimeError(f"no ComfyUI at {path}: run `make host` first")
+    if str(path) not in sys.path:
+        sys.path.insert(0, str(path))
+    import torch
+    from comfy.cli_args import args
+
+    if not torch.cuda.is_available():
+        args.cpu = True
+    import comfy.model_management  # noqa: F401  (reads args once)
+    return path
+
+
+def load_pack():
+    """Import this repository as a ComfyUI custom node package named `comfyui_dps`."""
+    load_comfy()
+    if "comfyui_dps" in sys.modules:
+        return sys.modules["comfyui_dps"]
+    spec = importlib.util.spec_from_file_location(
+        "comfyui_dps", ROOT / "__init__.py", submodule_search_locations=[str(ROOT)]
+    )
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["comfyui_dps"] = module
+    spec.loader.exec_module(module)
+    return module
