@@ -1,0 +1,134 @@
+"""The likelihood-gradient mathematics of Diffusion Posterior Sampling, as functions over tensors.
+
+Notation (ComfyUI's sampling space): a noisy sample is x_t = alpha_t x0 + sigma_t eps, with
+alpha_t = 1 for EPS and V_PREDICTION models and alpha_t = 1 - sigma_t for flow models. The sampler
+consumes a denoiser D(x_t) = E[x0 | x_t]. Tweedie's formula for the posterior gives the
+*posterior denoiser* that every sampler can consume unchanged:
+
+    E[x0 | x_t, y] = D(x_t) + (sigma_t^2 / alpha_t) * grad_{x_t} log p(y | x_t).
+
+DPS (Chung et al., ICLR 2023) approximates p(y | x_t) by p(y | x0 = D(x_t)). With a Gaussian
+likelihood of exact noise variance this is badly over-confident early in sampling, when D(x_t) is
+far from any image that explains y. We replace the variance by its plug-in estimate per sample,
+
+    v = max(chi2 / m, 1),     chi2 = || (y - A(render(D(x_t)))) / noise_std ||^2,
+
+where m is the number of (real) measurement elements. chi2 / m estimates the predictive variance
+(noise plus the uncertainty of D(x_t) seen through A) in units of the noise variance; it falls
+to the noise level as the sample comes to explain y, where the likelihood becomes the exact one.
+The guided denoiser is then
+
+    D_y(x_t) = D(x_t) - strength * (sigma_t^2 / alpha_t) * grad_{x_t} [ chi2 / (2 v) ]    (v held fixed)
+
+Because it is a denoiser, not a step, the same `strength` (default 1) holds for any step count,
+sampler and scheduler; and because v is per sample, a sample never depends on its batch mates.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+import torch
+
+#: Below this alpha_t (flow models at sigma = 1) x_t carries no information about x0: the
+#: gradient through the denoiser vanishes while sigma^2 / alpha diverges. The exact limit needs
+#: the prior covariance, which a network does not give, so guidance starts at the next step.
+MIN_ALPHA = 1e-3
+
+#: A guard, never reached with sane strengths: the guidance may move the denoised estimate by at
+#: most this many times its own RMS (plus one), so extreme strengths cannot produce Inf or NaN.
+MAX_CORRECTION_RATIO = 4.0
+
+Denoiser = Callable[[torch.Tensor], torch.Tensor]
+Renderer = Callable[[torch.Tensor], torch.Tensor]
+
+
+@dataclass
+class GuidanceTrace:
+    """What guidance saw at each denoiser call: sigma and the per-sample normalised residual
+    (1.0 means the current estimate explains y at the noise level)."""
+
+    sigmas: list[float] = field(default_factory=list)
+    residuals: list[list[float]] = field(default_factory=list)
+
+    def record(self, sigma: float, residual: torch.Tensor) -> None:
+        self.sigmas.append(float(sigma))
+        self.residuals.append([float(r) for r in residual.detach().float().cpu()])
+
+
+def likelihood_loss(measurement, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-sample negative log-likelihood with the plug-in variance, and the normalised residual.
+
+    Returns (loss [B], normalised residual [B]); only `loss` carries a graph.
+    """
+    chi2 = measurement.chi2(image)
+    m = measurement.num_elements
+    variance = (chi2.detach() / m).clamp(min=1.0)
+    return chi2 / (2 * variance), (chi2.detach() / m).sqrt()
+
+
+def posterior_scale(sigma: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
+    """sigma^2 / alpha (the factor of Tweedie's formula), zero where alpha < MIN_ALPHA."""
+    safe_alpha = alpha.clamp(min=MIN_ALPHA)
+    return torch.where(alpha < MIN_ALPHA, torch.zeros_like(sigma), sigma**2 / safe_alpha)
+
+
+def prior_covariance_scale(sigma: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
+    """Cov[x0 | x_t] for a prior of unit variance per element: sigma^2 / (alpha^2 + sigma^2).
+
+    Model latents are scaled to about unit variance by each family's latent format; used by the
+    "fast" mode, which does not differentiate the denoiser."""
+    return sigma**2 / (alpha**2 + sigma**2)
+
+
+def _per_sample(values: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """Broadcast a scalar or [B] tensor of sigma/alpha over a [B, ...] sample."""
+    values = values.to(like.device, torch.float32).reshape(-1)
+    if values.numel() == 1:
+        values = values.expand(like.shape[0])
+    return values.reshape(-1, *([1] * (like.ndim - 1)))
+
+
+def bounded(correction: torch.Tensor, denoised: torch.Tensor) -> torch.Tensor:
+    """Replace non-finite values by 0 and limit each sample's correction (see MAX_CORRECTION_RATIO)."""
+    correction = torch.nan_to_num(correction, nan=0.0, posinf=0.0, neginf=0.0)
+    dims = tuple(range(1, correction.ndim))
+    size = correction.float().pow(2).mean(dim=dims, keepdim=True).sqrt()
+    limit = MAX_CORRECTION_RATIO * (denoised.float().pow(2).mean(dim=dims, keepdim=True).sqrt() + 1.0)
+    factor = torch.where(size > limit, limit / size.clamp(min=1e-30), torch.ones_like(size))
+    return correction * factor.to(correction.dtype)
+
+
+def dps_denoise(x, sigma, alpha, denoise: Denoiser, render: Renderer, measurement, strength: float,
+                trace: GuidanceTrace | None = None) -> torch.Tensor:
+    """The paper's method: the likelihood gradient through the denoiser (and the renderer)."""
+    with torch.inference_mode(False), torch.enable_grad():
+        x_in = x.detach().clone().requires_grad_(True)
+        denoised = denoise(x_in)
+        loss, residual = likelihood_loss(measurement, render(denoised))
+        (gradient,) = torch.autograd.grad(loss.sum(), x_in)
+    denoised = denoised.detach()
+    scale = _per_sample(posterior_scale(sigma, alpha), x) * strength
+    if trace is not None:
+        trace.record(sigma.reshape(-1)[0], residual)
+    return denoised - bounded(scale * gradient.float(), denoised).to(denoised.dtype)
+
+
+def fast_denoise(x, sigma, alpha, denoise: Denoiser, render: Renderer, measurement, strength: float,
+                 trace: GuidanceTrace | None = None) -> torch.Tensor:
+    """Gradient through the renderer (decoder) at D(x_t) only, with Cov[x0 | x_t] taken as
+    isotropic: no backward pass through the diffusion model (manifold-preserving style)."""
+    denoised = denoise(x).detach()
+    with torch.inference_mode(False), torch.enable_grad():
+        estimate = denoised.clone().requires_grad_(True)
+        loss, residual = likelihood_loss(measurement, render(estimate))
+        (gradient,) = torch.autograd.grad(loss.sum(), estimate)
+    scale = _per_sample(prior_covariance_scale(sigma, alpha), x) * strength
+    if trace is not None:
+        trace.record(sigma.reshape(-1)[0], residual)
+    return denoised - bounded(scale * gradient.float(), denoised).to(denoised.dtype)
+
+
+#: Guidance modes by the name users pick. Each has the signature of `dps_denoise`.
+GUIDANCE_MODES = {"dps": dps_denoise, "fast": fast_denoise}

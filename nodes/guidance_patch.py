@@ -1,0 +1,191 @@
+"""Glue between ComfyUI's sampling and `dps.guidance`: a PREDICT_NOISE wrapper on a model clone.
+
+Every ComfyUI sampler consumes the CFG-combined denoised estimate that PREDICT_NOISE returns, so
+replacing it by the posterior denoiser makes any sampler, scheduler and sampler node sample from
+p(x | y). ComfyUI runs nodes under torch.inference_mode(): see `autograd_ready` for how the
+weights are made usable by autograd.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+
+import comfy.model_management
+import comfy.patcher_extension
+
+from ..dps.guidance import GUIDANCE_MODES, GuidanceTrace
+
+WRAPPER_KEY = "comfyui_dps_guidance"
+
+
+def autograd_ready(module: torch.nn.Module) -> int:
+    """Replace every inference-mode parameter/buffer of `module` by an ordinary tensor with the
+    same values, in place, so that autograd may save it for backward.
+
+    Loader nodes create weights under inference mode, and such tensors cannot be saved for
+    backward. Swapping each one (one tensor at a time, so no second copy of the model is ever
+    held) costs one copy on first use and nothing afterwards; ComfyUI re-creates weights when it
+    re-patches a model (LoRA), so this is checked on every call. Returns how many were replaced.
+    """
+    replaced = 0
+    with torch.inference_mode(False), torch.no_grad():
+        for submodule in module.modules():
+            for name, param in list(submodule._parameters.items()):
+                if param is not None and param.is_inference():
+                    submodule._parameters[name] = torch.nn.Parameter(param.clone(), requires_grad=False)
+                    replaced += 1
+                elif param is not None and param.requires_grad:
+                    param.requires_grad_(False)  # input gradients only: never weight gradients
+            for name, buffer in list(submodule._buffers.items()):
+                if buffer is not None and buffer.is_inference():
+                    submodule._buffers[name] = buffer.clone()
+                    replaced += 1
+    return replaced
+
+
+def ordinary_copy(measurement):
+    """A copy of a measurement whose tensors are ordinary (not inference-mode) tensors.
+
+    Tensors made inside nodes are inference tensors, and the operator's masks or kernels are saved
+    for backward. The input object itself is never touched (ComfyUI caches node outputs)."""
+    with torch.inference_mode(False):
+        return copy.deepcopy(measurement)
+
+
+def noise_coefficients(model_sampling, sigma: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(alpha_t, sigma_t) of x_t = alpha_t x0 + sigma_t eps for this model family, per sample.
+
+    Read off the family's own noise_scaling, so EPS / V_PREDICTION (alpha = 1) and flow models
+    (alpha = 1 - sigma) are handled by ComfyUI's definition rather than by a list of classes."""
+    sigma = sigma.reshape(-1).float()
+    ones = torch.ones(sigma.shape[0], 1, 1, 1, device=sigma.device)
+    zeros = torch.zeros_like(ones)
+    alpha = model_sampling.noise_scaling(sigma, zeros.clone(), ones.clone()).reshape(-1)
+    scale = model_sampling.noise_scaling(sigma, ones.clone(), zeros.clone()).reshape(-1)
+    return alpha, scale
+
+
+class Renderer:
+    """Maps a denoised latent (model space) to the image [B, C, H, W] in [0, 1] that the
+    operator sees: through the VAE decoder for latent models, (x + 1) / 2 for pixel models."""
+
+    def __init__(self, model_patcher, vae=None):
+        self.base_model = model_patcher.model
+        self.vae = vae
+
+    def __call__(self, latent: torch.Tensor) -> torch.Tensor:
+        if self.vae is None:
+            return (latent.float() + 1) / 2
+        vae_latent = self.base_model.process_latent_out(latent)
+        decoder = self.vae.first_stage_model
+        decoded = decoder.decode(vae_latent.to(self.vae.device, self.vae.vae_dtype))
+        if decoded.ndim != 4:
+            raise ValueError(f"vae: expected an image VAE that decodes to [B, C, H, W], got {tuple(decoded.shape)}")
+        # Not clamped: clamping would zero the gradient wherever the estimate leaves [0, 1].
+        return (decoded.float() + 1) / 2
+
+    def prepare(self) -> None:
+        if self.vae is not None:
+            autograd_ready(self.vae.first_stage_model)
+
+    def output_size(self, latent_shape) -> tuple[int, int]:
+        ratio = 1 if self.vae is None else self.vae.spacial_compression_decode()
+        return latent_shape[-2] * ratio, latent_shape[-1] * ratio
+
+
+def check_sizes(measurement, renderer: Renderer, latent_shape, name: str = "latent_image") -> None:
+    """Raise a clear error when the latent does not render to the size the measurement explains."""
+    height, width = renderer.output_size(latent_shape)
+    want_h, want_w = measurement.image_size
+    if (height, width) != (want_h, want_w):
+        ratio = 1 if renderer.vae is None else renderer.vae.spacial_compression_decode()
+        raise ValueError(
+            f"{name}: a {latent_shape[-1]}x{latent_shape[-2]} latent renders to {width}x{height} pixels, "
+            f"but the measurement explains {want_w}x{want_h} images: use a {want_w // ratio}x{want_h // ratio} "
+            f"latent (the 'DPS Empty Latent' node makes one)"
+        )
+    batch, measured = latent_shape[0], measurement.y.shape[0]
+    if measured not in (1, batch):
+        raise ValueError(
+            f"{name}: batch {batch} does not match the measurement's batch {measured} "
+            "(a measurement of batch 1 serves any batch; otherwise the batches must be equal)"
+        )
+
+
+class GuidancePatch:
+    """The PREDICT_NOISE wrapper. One instance per patched model; it keeps a trace of residuals."""
+
+    def __init__(self, model_patcher, measurement, mode: str, strength: float, vae=None, guidance=None):
+        if mode not in GUIDANCE_MODES and guidance is None:
+            raise ValueError(f"guidance_mode: expected one of {sorted(GUIDANCE_MODES)}, got {mode!r}")
+        if not (strength >= 0 and strength < float("inf")):
+            raise ValueError(f"guidance_strength: expected a finite number >= 0, got {strength}")
+        self.measurement = ordinary_copy(measurement)
+        self.guidance = guidance or GUIDANCE_MODES[mode]
+        self.strength = float(strength)
+        self.renderer = Renderer(model_patcher, vae)
+        self.model_sampling = model_patcher.get_model_object("model_sampling")
+        self.base_model = model_patcher.model
+        self.trace = GuidanceTrace()
+        self._on_device = {}
+        self._checked_shape = None
+
+    def measurement_on(self, device) -> object:
+        if device not in self._on_device:
+            with torch.inference_mode(False):
+                self._on_device[device] = to_device(self.measurement, device)
+        return self._on_device[device]
+
+    def __call__(self, executor, x, sigma, model_options, seed):
+        comfy.model_management.throw_exception_if_processing_interrupted()
+        if self._checked_shape != tuple(x.shape):
+            check_sizes(self.measurement, self.renderer, x.shape)
+            self._checked_shape = tuple(x.shape)
+        if self.strength == 0:
+            return executor(x, sigma, model_options, seed)
+        autograd_ready(self.base_model)
+        self.renderer.prepare()
+        alpha, scale = noise_coefficients(self.model_sampling, sigma)
+
+        def denoise(x_in):
+            return executor(x_in, sigma, model_options, seed)
+
+        image_device = self.renderer.vae.device if self.renderer.vae is not None else x.device
+        return self.guidance(
+            x, scale, alpha, denoise, self.renderer, self.measurement_on(torch.device(image_device)),
+            self.strength, self.trace,
+        )
+
+
+def to_device(obj, device):
+    """Deep copy with every tensor moved to `device` (measurements hold operators and noise)."""
+    memo = {}
+    clone = copy.deepcopy(obj, memo)
+
+    def move(value):
+        if torch.is_tensor(value):
+            return value.to(device)
+        if isinstance(value, dict):
+            return {k: move(v) for k, v in value.items()}
+        if isinstance(value, (list, tuple)) and not hasattr(value, "_fields"):
+            return type(value)(move(v) for v in value)
+        if hasattr(value, "__dict__") and not isinstance(value, type):
+            for key, item in vars(value).items():
+                object.__setattr__(value, key, move(item))
+            return value
+        return value
+
+    return move(clone)
+
+
+def guided_model(model_patcher, measurement, mode: str, strength: float, vae=None, guidance=None):
+    """A clone of `model_patcher` whose sampling follows the posterior; returns (clone, patch)."""
+    patch = GuidancePatch(model_patcher, measurement, mode, strength, vae, guidance)
+    patched = model_patcher.clone()
+    patched.remove_wrappers_with_key(comfy.patcher_extension.WrappersMP.PREDICT_NOISE, WRAPPER_KEY)
+    patched.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.PREDICT_NOISE, WRAPPER_KEY, patch)
+    if vae is not None:
+        patched.set_additional_models(WRAPPER_KEY, [vae.patcher])
+    return patched, patch
