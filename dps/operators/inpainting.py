@@ -1,0 +1,121 @@
+"""Inpainting: the measurement is the image with some pixels removed, y = keep * x.
+
+Masks follow ComfyUI: 1 = missing (to be generated), 0 = kept. Fractional mask values are
+allowed and act as weights, keep = 1 - mask. The operator is a diagonal matrix with entries in
+[0, 1], so it is linear and self-adjoint.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from . import _checks
+from .base import Operator
+
+
+class _Masking(Operator):
+    """y = keep * x for a keep-weight map [b, 1, H, W] (b = 1 broadcasts over the batch)."""
+
+    is_linear = True
+
+    def _keep(self, shape, device, dtype) -> torch.Tensor:
+        raise NotImplementedError
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self._keep(x.shape, x.device, x.dtype)
+
+    def adjoint(self, y: torch.Tensor) -> torch.Tensor:
+        return y * self._keep(y.shape, y.device, y.dtype)
+
+    def pseudo_inverse(self, y: torch.Tensor) -> torch.Tensor:
+        # The kept pixels are already right and the missing ones are unknown: y is the preview.
+        return y
+
+    def describe(self) -> str:
+        return repr(self)
+
+
+class Inpainting(_Masking):
+    """Fixed-mask inpainting. `mask`: [H, W], [B, H, W] or [B, 1, H, W], values in [0, 1]
+    (1 = missing). A batch-1 mask serves every image batch; a batch-B mask pairs with images
+    of batch B."""
+
+    def __init__(self, mask: torch.Tensor):
+        if not isinstance(mask, torch.Tensor):
+            raise ValueError(f"mask: expected a tensor, got {type(mask).__name__}")
+        if mask.dim() == 2:
+            mask = mask[None, None]
+        elif mask.dim() == 3:
+            mask = mask[:, None]
+        elif mask.dim() != 4 or mask.shape[1] != 1:
+            raise ValueError(f"mask: expected shape [H, W], [B, H, W] or [B, 1, H, W], "
+                             f"got {tuple(mask.shape)}")
+        if mask.numel() == 0:
+            raise ValueError(f"mask: expected a non-empty mask, got shape {tuple(mask.shape)}")
+        if mask.is_complex():
+            raise ValueError("mask: expected real values in [0, 1], got a complex tensor")
+        # A private float64 CPU copy: later edits to the caller's tensor cannot leak in.
+        mask = mask.detach().to(device="cpu", dtype=torch.float64).clone()
+        if not torch.isfinite(mask).all():
+            raise ValueError("mask: expected finite values in [0, 1], got NaN or infinity")
+        lo, hi = float(mask.min()), float(mask.max())
+        if lo < 0 or hi > 1:
+            raise ValueError(f"mask: expected values in [0, 1], got values in [{lo:g}, {hi:g}]")
+        self.keep = 1 - mask
+        self._cache: dict = {}
+        missing = 100 * float(mask.mean())
+        self.name = f"inpainting ({missing:.0f}% missing)"
+
+    def __repr__(self) -> str:
+        b = self.keep.shape[0]
+        return f"Inpainting(mask {b}x{_checks.hw(self.keep.shape)}, {self.name})"
+
+    def check_image(self, shape) -> None:
+        super().check_image(shape)
+        if tuple(shape[-2:]) != tuple(self.keep.shape[-2:]):
+            raise ValueError(f"mask: size {_checks.hw(self.keep.shape)} does not match the image "
+                             f"size {_checks.hw(shape)}")
+        b = self.keep.shape[0]
+        if b not in (1, shape[0]):
+            raise ValueError(f"mask: batch size {b} does not match the image batch size "
+                             f"{shape[0]}")
+
+    def _keep(self, shape, device, dtype) -> torch.Tensor:
+        self.check_image(shape)
+        key = (device, dtype)
+        if key not in self._cache:
+            self._cache[key] = self.keep.to(device=device, dtype=dtype)
+        return self._cache[key]
+
+
+class RandomInpainting(_Masking):
+    """Inpainting with a random pixel mask (the same for every channel and batch item):
+    round(missing_fraction * H * W) pixels are missing, chosen by a permutation drawn from a CPU
+    torch.Generator seeded with `seed`, so the mask for a given image size never changes."""
+
+    def __init__(self, missing_fraction: float, seed: int = 0):
+        self.missing_fraction = _checks.number("missing_fraction", missing_fraction, 0, 1,
+                                               high_open=True)
+        self.seed = _checks.seed("seed", seed)
+        self._cache: dict = {}
+        self.name = f"random inpainting ({100 * self.missing_fraction:.0f}% missing)"
+
+    def __repr__(self) -> str:
+        return f"RandomInpainting(missing_fraction={self.missing_fraction:g}, seed={self.seed})"
+
+    def mask(self, height: int, width: int) -> torch.Tensor:
+        """The [1, 1, H, W] float64 CPU mask (1 = missing) used for images of this size."""
+        key = (height, width)
+        if key not in self._cache:
+            generator = torch.Generator(device="cpu").manual_seed(self.seed)
+            order = torch.randperm(height * width, generator=generator)
+            flat = torch.zeros(height * width, dtype=torch.float64)
+            flat[order[: round(self.missing_fraction * height * width)]] = 1
+            self._cache[key] = flat.view(1, 1, height, width)
+        return self._cache[key]
+
+    def _keep(self, shape, device, dtype) -> torch.Tensor:
+        key = (tuple(shape[-2:]), device, dtype)
+        if key not in self._cache:
+            self._cache[key] = (1 - self.mask(*shape[-2:])).to(device=device, dtype=dtype)
+        return self._cache[key]
