@@ -1,0 +1,102 @@
+"""A measurement: the observed y together with the operator and noise model that produced it.
+
+y has a batch axis first. A batch-1 y serves an image batch of any size (every image is
+compared with the same observation); a batch-N y pairs item by item with an image batch of N.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from .operators.base import Operator
+
+
+def _as_real(t: torch.Tensor) -> torch.Tensor:
+    return torch.view_as_real(t) if t.is_complex() else t
+
+
+@dataclass(frozen=True)
+class Measurement:
+    """y [B, ...] observed through `operator` with `noise` (GaussianNoise or PoissonNoise);
+    image_size = (H, W) of the image it explains, derived from y when not given.
+    The tensors are stored as given and never modified; callers clone if they will edit."""
+
+    y: torch.Tensor
+    operator: Operator
+    noise: object
+    image_size: tuple[int, int] | None = None
+
+    def __post_init__(self):
+        if not isinstance(self.y, torch.Tensor) or self.y.dim() < 3:
+            shape = tuple(self.y.shape) if isinstance(self.y, torch.Tensor) else type(self.y)
+            raise ValueError(f"measurement: expected a tensor [B, ..., h, w], got {shape}")
+        size = self.image_size
+        if size is None:
+            size = self.operator.image_size(tuple(self.y.shape[-2:]))
+        object.__setattr__(self, "image_size", (int(size[0]), int(size[1])))
+
+    @property
+    def batch_size(self) -> int:
+        return self.y.shape[0]
+
+    @property
+    def num_elements(self) -> int:
+        """Real numbers per batch item (a complex entry counts 2)."""
+        return _as_real(self.y[0]).numel()
+
+    def check_image(self, image: torch.Tensor) -> None:
+        """ValueError unless `image` is a batch this measurement can explain."""
+        if image.dim() != 4:
+            raise ValueError(f"image: expected a tensor of shape [B, C, H, W], "
+                             f"got {tuple(image.shape)}")
+        if self.batch_size not in (1, image.shape[0]):
+            raise ValueError(f"measurement batch size {self.batch_size} does not match the "
+                             f"image batch size {image.shape[0]} (a measurement batch must be "
+                             f"1 or equal to the image batch)")
+        if tuple(image.shape[-2:]) != self.image_size:
+            raise ValueError(f"image: size {image.shape[-2]}x{image.shape[-1]} does not match "
+                             f"the measurement's image size "
+                             f"{self.image_size[0]}x{self.image_size[1]}")
+
+    def residual(self, image: torch.Tensor) -> torch.Tensor:
+        """y - A(image), batched like the image."""
+        self.check_image(image)
+        prediction = self.operator(image)
+        return self.y.to(device=prediction.device, dtype=prediction.dtype) - prediction
+
+    def _std(self, like: torch.Tensor) -> torch.Tensor:
+        y = self.y.to(device=like.device, dtype=like.dtype)
+        return self.noise.std(y)
+
+    def whitened_residual(self, image: torch.Tensor) -> torch.Tensor:
+        """Residual divided by the noise std, as a real tensor (complex as real pairs, i.e.
+        torch.view_as_real layout); at the noise level its entries have unit variance."""
+        residual = self.residual(image)
+        return _as_real(residual) / self._std(residual)
+
+    def chi2(self, image: torch.Tensor) -> torch.Tensor:
+        """Sum of squared whitened residuals per image, [B]."""
+        w = self.whitened_residual(image)
+        return w.square().reshape(w.shape[0], -1).sum(dim=1)
+
+    def normalized_residual(self, image: torch.Tensor) -> torch.Tensor:
+        """sqrt(chi2 / num_elements) per image, [B]: about 1 when the image explains y down
+        to the noise, much more when it does not."""
+        return torch.sqrt(self.chi2(image) / self.num_elements)
+
+    def negative_log_likelihood(self, image: torch.Tensor) -> torch.Tensor:
+        """The noise model's NLL of y given A(image), per image [B] (up to a constant)."""
+        self.check_image(image)
+        prediction = self.operator(image)
+        y = self.y.to(device=prediction.device, dtype=prediction.dtype)
+        return self.noise.negative_log_likelihood(prediction, y)
+
+
+def simulate(image: torch.Tensor, operator: Operator, noise, seed: int = 0) -> Measurement:
+    """Measure `image` [B, C, H, W]: y = noise.sample(operator(image), seed), detached."""
+    with torch.no_grad():
+        clean = operator(image)
+        y = noise.sample(clean, seed)
+    return Measurement(y=y, operator=operator, noise=noise, image_size=tuple(image.shape[-2:]))
