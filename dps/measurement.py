@@ -83,7 +83,9 @@ class Measurement:
 
     def normalized_residual(self, image: torch.Tensor) -> torch.Tensor:
         """sqrt(chi2 / num_elements) per image, [B]: about 1 when the image explains y down
-        to the noise, much more when it does not."""
+        to the noise, much more when it does not. Entries that carry no noise pull it below 1:
+        pixels an inpainting mask zeroes under Poisson noise, or unsampled k-space left at 0
+        in a loaded file (simulated Gaussian noise lands there too, keeping the ratio at 1)."""
         return torch.sqrt(self.chi2(image) / self.num_elements)
 
     def negative_log_likelihood(self, image: torch.Tensor) -> torch.Tensor:
