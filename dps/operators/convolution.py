@@ -94,6 +94,13 @@ class Convolution(Operator):
             self._cache[key] = self.kernel.flip(0, 1)[None, None].to(device=device, dtype=dtype)
         return self._cache[key]
 
+    def _depthwise(self, conv, t: torch.Tensor) -> torch.Tensor:
+        # One group per channel (depthwise) is about twice as fast on CPU as folding the
+        # channels into the batch.
+        channels = t.shape[-3]
+        weight = self._weight(t.device, t.dtype).expand(channels, 1, -1, -1)
+        return conv(t.reshape(-1, channels, *t.shape[-2:]), weight, groups=channels)
+
     def _spectrum(self, padded_hw, device, dtype):
         key = ("fft", tuple(padded_hw), device, dtype)
         if key not in self._cache:
@@ -102,32 +109,28 @@ class Convolution(Operator):
         return self._cache[key]
 
     def _valid(self, xp: torch.Tensor) -> torch.Tensor:
+        """Valid convolution of the padded image: same size as the image."""
         kh, kw = self.kernel.shape
-        flat = xp.reshape(-1, 1, *xp.shape[-2:])
-        if self.use_fft:
-            hp, wp = flat.shape[-2:]
-            grid = (fast_fft_size(hp), fast_fft_size(wp))
-            spec = self._spectrum(grid, xp.device, xp.dtype)
-            full = torch.fft.irfft2(torch.fft.rfft2(flat, s=grid) * spec, s=grid)
-            out = full[..., kh - 1:hp, kw - 1:wp]
-        else:
-            out = F.conv2d(flat, self._weight(xp.device, xp.dtype))
-        return out.reshape(*xp.shape[:-2], *out.shape[-2:])
+        hp, wp = xp.shape[-2:]
+        if not self.use_fft:
+            return self._depthwise(F.conv2d, xp).reshape(*xp.shape[:-2], hp - kh + 1, wp - kw + 1)
+        grid = (fast_fft_size(hp), fast_fft_size(wp))
+        spec = self._spectrum(grid, xp.device, xp.dtype)
+        full = torch.fft.irfft2(torch.fft.rfft2(xp, s=grid) * spec, s=grid)
+        return full[..., kh - 1:hp, kw - 1:wp]
 
     def _valid_adjoint(self, y: torch.Tensor) -> torch.Tensor:
+        """Transpose of `_valid`: from image size back to the padded size."""
         kh, kw = self.kernel.shape
-        flat = y.reshape(-1, 1, *y.shape[-2:])
-        if self.use_fft:
-            # Adjoint of "crop the last rows/columns": put y back there, zeros elsewhere;
-            # adjoint of circular convolution: multiply by the conjugate spectrum.
-            hp, wp = flat.shape[-2] + kh - 1, flat.shape[-1] + kw - 1
-            grid = (fast_fft_size(hp), fast_fft_size(wp))
-            z = F.pad(flat, (kw - 1, grid[1] - wp, kh - 1, grid[0] - hp))
-            spec = self._spectrum(grid, y.device, y.dtype)
-            out = torch.fft.irfft2(torch.fft.rfft2(z) * spec.conj(), s=grid)[..., :hp, :wp]
-        else:
-            out = F.conv_transpose2d(flat, self._weight(y.device, y.dtype))
-        return out.reshape(*y.shape[:-2], *out.shape[-2:])
+        hp, wp = y.shape[-2] + kh - 1, y.shape[-1] + kw - 1
+        if not self.use_fft:
+            return self._depthwise(F.conv_transpose2d, y).reshape(*y.shape[:-2], hp, wp)
+        # Adjoint of "keep the last rows/columns of the grid": put y back there, zeros
+        # elsewhere; adjoint of circular convolution: multiply by the conjugate spectrum.
+        grid = (fast_fft_size(hp), fast_fft_size(wp))
+        z = F.pad(y, (kw - 1, grid[1] - wp, kh - 1, grid[0] - hp))
+        spec = self._spectrum(grid, y.device, y.dtype)
+        return torch.fft.irfft2(torch.fft.rfft2(z) * spec.conj(), s=grid)[..., :hp, :wp]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self._valid(padding.pad(x, self.pads, self.boundary))
