@@ -57,6 +57,11 @@ class GuidanceTrace:
         self.residuals.append([float(r) for r in residual.detach().float().cpu()])
 
 
+def at_least_float32(tensor: torch.Tensor) -> torch.Tensor:
+    """Half-precision values promoted to float32 for the likelihood; float64 stays float64."""
+    return tensor.to(torch.promote_types(tensor.dtype, torch.float32))
+
+
 def likelihood_loss(measurement, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-sample negative log-likelihood with the plug-in variance, and the normalised residual.
 
@@ -84,7 +89,7 @@ def prior_covariance_scale(sigma: torch.Tensor, alpha: torch.Tensor) -> torch.Te
 
 def _per_sample(values: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     """Broadcast a scalar or [B] tensor of sigma/alpha over a [B, ...] sample."""
-    values = values.to(like.device, torch.float32).reshape(-1)
+    values = at_least_float32(values.to(like.device)).reshape(-1)
     if values.numel() == 1:
         values = values.expand(like.shape[0])
     return values.reshape(-1, *([1] * (like.ndim - 1)))
@@ -94,8 +99,8 @@ def bounded(correction: torch.Tensor, denoised: torch.Tensor) -> torch.Tensor:
     """Replace non-finite values by 0 and limit each sample's correction (see MAX_CORRECTION_RATIO)."""
     correction = torch.nan_to_num(correction, nan=0.0, posinf=0.0, neginf=0.0)
     dims = tuple(range(1, correction.ndim))
-    size = correction.float().pow(2).mean(dim=dims, keepdim=True).sqrt()
-    limit = MAX_CORRECTION_RATIO * (denoised.float().pow(2).mean(dim=dims, keepdim=True).sqrt() + 1.0)
+    size = at_least_float32(correction).pow(2).mean(dim=dims, keepdim=True).sqrt()
+    limit = MAX_CORRECTION_RATIO * (at_least_float32(denoised).pow(2).mean(dim=dims, keepdim=True).sqrt() + 1.0)
     factor = torch.where(size > limit, limit / size.clamp(min=1e-30), torch.ones_like(size))
     return correction * factor.to(correction.dtype)
 
@@ -112,7 +117,7 @@ def dps_denoise(x, sigma, alpha, denoise: Denoiser, render: Renderer, measuremen
     scale = _per_sample(posterior_scale(sigma, alpha), x) * strength
     if trace is not None:
         trace.record(sigma.reshape(-1)[0], residual)
-    return denoised - bounded(scale * gradient.float(), denoised).to(denoised.dtype)
+    return denoised - bounded(scale * at_least_float32(gradient), denoised).to(denoised.dtype)
 
 
 def fast_denoise(x, sigma, alpha, denoise: Denoiser, render: Renderer, measurement, strength: float,
@@ -127,7 +132,7 @@ def fast_denoise(x, sigma, alpha, denoise: Denoiser, render: Renderer, measureme
     scale = _per_sample(prior_covariance_scale(sigma, alpha), x) * strength
     if trace is not None:
         trace.record(sigma.reshape(-1)[0], residual)
-    return denoised - bounded(scale * gradient.float(), denoised).to(denoised.dtype)
+    return denoised - bounded(scale * at_least_float32(gradient), denoised).to(denoised.dtype)
 
 
 #: Guidance modes by the name users pick. Each has the signature of `dps_denoise`.

@@ -15,9 +15,22 @@ import torch
 import comfy.model_management
 import comfy.patcher_extension
 
-from ..dps.guidance import GUIDANCE_MODES, GuidanceTrace
+from ..dps.guidance import GUIDANCE_MODES, GuidanceTrace, at_least_float32
 
 WRAPPER_KEY = "comfyui_dps_guidance"
+
+
+def _made_in_inference_mode(tensor: torch.Tensor) -> bool:
+    """True for inference tensors, and for tensors created as such whose .data was later
+    replaced (Module.to() does that): those report is_inference() False yet still have no
+    version counter, so autograd cannot save them either."""
+    if tensor.is_inference():
+        return True
+    try:
+        tensor._version  # noqa: B018
+    except RuntimeError:
+        return True
+    return False
 
 
 def autograd_ready(module: torch.nn.Module) -> int:
@@ -33,14 +46,14 @@ def autograd_ready(module: torch.nn.Module) -> int:
     with torch.inference_mode(False), torch.no_grad():
         for submodule in module.modules():
             for name, param in list(submodule._parameters.items()):
-                if param is not None and param.is_inference():
-                    submodule._parameters[name] = torch.nn.Parameter(param.clone(), requires_grad=False)
+                if param is not None and _made_in_inference_mode(param):
+                    submodule._parameters[name] = torch.nn.Parameter(param.data.clone(), requires_grad=False)
                     replaced += 1
                 elif param is not None and param.requires_grad:
                     param.requires_grad_(False)  # input gradients only: never weight gradients
             for name, buffer in list(submodule._buffers.items()):
-                if buffer is not None and buffer.is_inference():
-                    submodule._buffers[name] = buffer.clone()
+                if buffer is not None and _made_in_inference_mode(buffer):
+                    submodule._buffers[name] = buffer.data.clone()
                     replaced += 1
     return replaced
 
@@ -77,14 +90,14 @@ class Renderer:
 
     def __call__(self, latent: torch.Tensor) -> torch.Tensor:
         if self.vae is None:
-            return (latent.float() + 1) / 2
+            return (at_least_float32(latent) + 1) / 2
         vae_latent = self.base_model.process_latent_out(latent)
         decoder = self.vae.first_stage_model
         decoded = decoder.decode(vae_latent.to(self.vae.device, self.vae.vae_dtype))
         if decoded.ndim != 4:
             raise ValueError(f"vae: expected an image VAE that decodes to [B, C, H, W], got {tuple(decoded.shape)}")
         # Not clamped: clamping would zero the gradient wherever the estimate leaves [0, 1].
-        return (decoded.float() + 1) / 2
+        return (at_least_float32(decoded) + 1) / 2
 
     def prepare(self) -> None:
         if self.vae is not None:

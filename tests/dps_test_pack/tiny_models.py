@@ -48,7 +48,7 @@ class TinyUNetConfig(comfy.supported_models_base.BASE):
 def _initialise(module: torch.nn.Module, seed: int) -> None:
     """comfy.ops leaves weights uninitialised (torch.empty): give every tensor a fixed value."""
     generator = torch.Generator().manual_seed(seed)
-    with torch.inference_mode(False), torch.no_grad():
+    with torch.no_grad():  # in whatever mode the module was built (loaders build in inference mode)
         for name, tensor in module.named_parameters():
             if tensor.ndim >= 2:
                 fan_in = tensor[0].numel()
