@@ -21,9 +21,9 @@ import torch.nn.functional as F
 from . import padding
 from .base import Operator
 
-#: Kernels with more taps than this use the FFT. On CPU the FFT path costs about the same for
-#: any kernel size and beats torch's single-channel conv2d already at 3x3 (~3x at 512x512);
-#: tiny kernels stay direct because that is cheapest on GPUs and needs no spectrum cache.
+#: Kernels with more taps than this use the FFT, whose cost hardly depends on the kernel size.
+#: Measured (bench/operators_results.md): on CPU the FFT path is already faster at 5x5; on an
+#: H200 direct 5x5 is faster (0.3 vs 0.5 ms per 1024x1024 image), and GPUs are where DPS runs.
 FFT_MIN_TAPS = 5 * 5
 
 
@@ -94,12 +94,13 @@ class Convolution(Operator):
             self._cache[key] = self.kernel.flip(0, 1)[None, None].to(device=device, dtype=dtype)
         return self._cache[key]
 
-    def _depthwise(self, conv, t: torch.Tensor) -> torch.Tensor:
-        # One group per channel (depthwise) is about twice as fast on CPU as folding the
-        # channels into the batch.
+    @staticmethod
+    def _depthwise(t: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+        """Correlate every channel with one [1, 1, kh, kw] weight (valid). One group per
+        channel is about twice as fast on CPU as folding the channels into the batch."""
         channels = t.shape[-3]
-        weight = self._weight(t.device, t.dtype).expand(channels, 1, -1, -1)
-        return conv(t.reshape(-1, channels, *t.shape[-2:]), weight, groups=channels)
+        weight = weight.expand(channels, 1, -1, -1)
+        return F.conv2d(t.reshape(-1, channels, *t.shape[-2:]), weight, groups=channels)
 
     def _spectrum(self, padded_hw, device, dtype):
         key = ("fft", tuple(padded_hw), device, dtype)
@@ -113,7 +114,8 @@ class Convolution(Operator):
         kh, kw = self.kernel.shape
         hp, wp = xp.shape[-2:]
         if not self.use_fft:
-            return self._depthwise(F.conv2d, xp).reshape(*xp.shape[:-2], hp - kh + 1, wp - kw + 1)
+            weight = self._weight(xp.device, xp.dtype)
+            return self._depthwise(xp, weight).reshape(*xp.shape[:-2], hp - kh + 1, wp - kw + 1)
         grid = (fast_fft_size(hp), fast_fft_size(wp))
         spec = self._spectrum(grid, xp.device, xp.dtype)
         full = torch.fft.irfft2(torch.fft.rfft2(xp, s=grid) * spec, s=grid)
@@ -124,7 +126,12 @@ class Convolution(Operator):
         kh, kw = self.kernel.shape
         hp, wp = y.shape[-2] + kh - 1, y.shape[-1] + kw - 1
         if not self.use_fft:
-            return self._depthwise(F.conv_transpose2d, y).reshape(*y.shape[:-2], hp, wp)
+            # conv_transpose2d, written as a correlation of the zero-extended y with the
+            # unflipped kernel: the same maths, but cuDNN's depthwise conv_transpose2d was
+            # 10x slower than its conv2d (H200, 1024x1024, batch 4).
+            full = F.pad(y, (kw - 1, kw - 1, kh - 1, kh - 1))
+            flipped_back = self._weight(y.device, y.dtype).flip(-2, -1)
+            return self._depthwise(full, flipped_back).reshape(*y.shape[:-2], hp, wp)
         # Adjoint of "keep the last rows/columns of the grid": put y back there, zeros
         # elsewhere; adjoint of circular convolution: multiply by the conjugate spectrum.
         grid = (fast_fft_size(hp), fast_fft_size(wp))
