@@ -11,7 +11,7 @@ from safetensors.torch import save_file
 
 import folder_paths
 
-from .tiny_models import MODEL_TYPES, tiny_conditioning, tiny_kl_vae, tiny_taesd_vae, tiny_unet
+from .tiny_models import MODEL_TYPES, pixel_space_vae, tiny_conditioning, tiny_kl_vae, tiny_taesd_vae, tiny_unet
 
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
@@ -23,26 +23,28 @@ class TinyModel:
             "model_type": (list(MODEL_TYPES),),
             "seed": ("INT", {"default": 0, "min": 0, "max": 2**31}),
             "dtype": (list(DTYPES),),
-        }}
+        }, "optional": {"pixel_space": ("BOOLEAN", {"default": False})}}
 
     RETURN_TYPES = ("MODEL",)
     FUNCTION = "build"
     CATEGORY = "DPS tests"
 
-    def build(self, model_type, seed, dtype):
-        return (tiny_unet(model_type, seed, DTYPES[dtype]),)
+    def build(self, model_type, seed, dtype, pixel_space=False):
+        return (tiny_unet(model_type, seed, DTYPES[dtype], pixel=pixel_space),)
 
 
 class TinyVAE:
     @classmethod
     def INPUT_TYPES(cls):
-        return {"required": {"kind": (["taesd", "kl"],), "seed": ("INT", {"default": 0, "min": 0, "max": 2**31})}}
+        return {"required": {"kind": (["taesd", "kl", "pixel"],), "seed": ("INT", {"default": 0, "min": 0, "max": 2**31})}}
 
     RETURN_TYPES = ("VAE",)
     FUNCTION = "build"
     CATEGORY = "DPS tests"
 
     def build(self, kind, seed):
+        if kind == "pixel":
+            return (pixel_space_vae(),)
         return ((tiny_taesd_vae if kind == "taesd" else tiny_kl_vae)(seed),)
 
 

@@ -60,9 +60,18 @@ def _initialise(module: torch.nn.Module, seed: int) -> None:
             tensor.copy_(values.to(tensor.dtype))
 
 
-def tiny_unet(model_type: str = "eps", seed: int = 0, dtype: torch.dtype = torch.float32):
-    """A ModelPatcher around ComfyUI's UNetModel (~0.5M parameters, 4 latent channels)."""
-    config = TinyUNetConfig(dict(TinyUNetConfig.unet_config, dtype=dtype))
+class TinyPixelUNetConfig(TinyUNetConfig):
+    """The same UNet in pixel space: 3 channels, images in [-1, 1] (ComfyUI's ChromaRadiance format)."""
+
+    unet_config = dict(TinyUNetConfig.unet_config, in_channels=3, out_channels=3)
+    latent_format = comfy.latent_formats.ChromaRadiance
+
+
+def tiny_unet(model_type: str = "eps", seed: int = 0, dtype: torch.dtype = torch.float32, pixel: bool = False):
+    """A ModelPatcher around ComfyUI's UNetModel (~1M parameters; 4 latent channels, or 3 in
+    pixel space)."""
+    config_class = TinyPixelUNetConfig if pixel else TinyUNetConfig
+    config = config_class(dict(config_class.unet_config, dtype=dtype))
     if model_type == "flow":
         config.sampling_settings = {"shift": 3.0, "multiplier": 1000}
     model = comfy.model_base.BaseModel(config, model_type=MODEL_TYPES[model_type], device="cpu")
@@ -76,6 +85,11 @@ def tiny_unet(model_type: str = "eps", seed: int = 0, dtype: torch.dtype = torch
 def tiny_conditioning(seed: int = 0, tokens: int = 4):
     generator = torch.Generator().manual_seed(seed)
     return [[torch.randn(1, tokens, CONTEXT_DIM, generator=generator), {}]]
+
+
+def pixel_space_vae():
+    """ComfyUI's identity 'VAE' for pixel-space models (what VAELoader's pixel_space option gives)."""
+    return comfy.sd.VAE(sd={"pixel_space_vae": torch.tensor(1.0)})
 
 
 def tiny_taesd_vae(seed: int = 0):
