@@ -114,6 +114,11 @@ def check_sizes(measurement, renderer: Renderer, latent_shape, name: str = "late
     want_h, want_w = measurement.image_size
     if (height, width) != (want_h, want_w):
         ratio = 1 if renderer.vae is None else renderer.vae.spacial_compression_decode()
+        if want_h % ratio or want_w % ratio:
+            raise ValueError(
+                f"measurement: its image size {want_w}x{want_h} is not a multiple of the VAE's scale {ratio}, so "
+                f"no latent renders to it; crop or pad the measured image to a multiple of {ratio}"
+            )
         raise ValueError(
             f"{name}: a {latent_shape[-1]}x{latent_shape[-2]} latent renders to {width}x{height} pixels, "
             f"but the measurement explains {want_w}x{want_h} images: use a {want_w // ratio}x{want_h // ratio} "
