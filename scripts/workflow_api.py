@@ -26,11 +26,13 @@ def _is_widget(spec) -> bool:
     return isinstance(kind, list) or kind in WIDGET_TYPES
 
 
-def _extra_values(spec) -> int:
-    """How many widgets_values entries beyond its own value a widget input stores."""
+def _extra_values(name: str, spec) -> int:
+    """How many widgets_values entries beyond its own value a widget input stores. The frontend
+    adds a control widget to INT inputs named seed/noise_seed unless the node says otherwise."""
     options = spec[1] if len(spec) > 1 and isinstance(spec[1], dict) else {}
     extra = 0
-    if options.get("control_after_generate"):
+    control = options.get("control_after_generate")
+    if control or (control is None and spec[0] == "INT" and name in ("seed", "noise_seed")):
         extra += 1
     if any(options.get(flag) for flag in UPLOAD_FLAGS):
         extra += 1
@@ -58,7 +60,7 @@ def _widget_values(node: dict, info: dict) -> dict:
         if not values:
             break
         mapped[name] = values.pop(0)
-        for _ in range(_extra_values(spec)):
+        for _ in range(_extra_values(name, spec)):
             if values:
                 values.pop(0)
     return mapped
