@@ -8,6 +8,7 @@ host:
 	bash scripts/setup_host.sh
 
 test: host
+	bash scripts/install_browser.sh
 	$(PY) -m pytest
 
 # Unit tests only (no server, no browser).
