@@ -209,8 +209,19 @@ class ComfyServer:
             events = self.wait(ws, prompt_id, timeout, on_event)
         finally:
             ws.close()
-        history = self.get(f"/history/{prompt_id}")[prompt_id]
-        return {"prompt_id": prompt_id, "events": events, "history": history}
+        return {"prompt_id": prompt_id, "events": events, "history": self.history(prompt_id)}
+
+    def history(self, prompt_id: str, timeout: float = 30.0) -> dict:
+        """The prompt's history entry. ComfyUI stores it just after sending execution_success,
+        so it is polled for rather than read once."""
+        deadline = time.monotonic() + timeout
+        while True:
+            entry = self.get(f"/history/{prompt_id}").get(prompt_id)
+            if entry is not None or time.monotonic() > deadline:
+                if entry is None:
+                    raise TimeoutError(f"no history for prompt {prompt_id} after {timeout} s")
+                return entry
+            time.sleep(0.05)
 
     def output_file(self, image_info: dict) -> pathlib.Path:
         folder = self.base / image_info.get("type", "output")
