@@ -1,5 +1,7 @@
 """Load DPS Demo Prior: the small bundled pixel-space diffusion prior, as MODEL + VAE + CONDITIONING."""
 
+import pathlib
+
 import torch
 from comfy_api.latest import io
 
@@ -12,7 +14,7 @@ _CACHE = {}
 def cached_demo_prior(path=demo_prior.DEFAULT_PATH):
     """(ModelPatcher, VAE), loaded once per process (again only if the file changes)."""
     key = str(path)
-    mtime = demo_prior.pathlib.Path(path).stat().st_mtime_ns
+    mtime = pathlib.Path(path).stat().st_mtime_ns
     hit = _CACHE.get(key)
     if hit is None or hit[0] != mtime:
         # Load outside inference mode, so the weights are ordinary tensors that DPS can
