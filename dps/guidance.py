@@ -54,7 +54,8 @@ class GuidanceTrace:
 
     def record(self, sigma: float, residual: torch.Tensor) -> None:
         self.sigmas.append(float(sigma))
-        self.residuals.append([float(r) for r in residual.detach().float().cpu()])
+        # One transfer and one list: iterating a tensor would make a Python object per sample.
+        self.residuals.append(residual.detach().float().cpu().tolist())
 
 
 def at_least_float32(tensor: torch.Tensor) -> torch.Tensor:
