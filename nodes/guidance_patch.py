@@ -33,27 +33,39 @@ def _made_in_inference_mode(tensor: torch.Tensor) -> bool:
     return False
 
 
+def _ordinary_alias(tensor: torch.Tensor) -> torch.Tensor:
+    """An ordinary tensor with `tensor`'s values. For plain strided tensors it shares their memory
+    (no copy): a fresh tensor set to the same storage, offset, sizes and strides has a version
+    counter of its own, which is all autograd needs to save it. Anything else is copied."""
+    data = tensor.data
+    if type(data) is not torch.Tensor or data.layout != torch.strided or data.device.type == "meta":
+        return data.clone()
+    alias = torch.empty(0, dtype=data.dtype, device=data.device)
+    return alias.set_(data.untyped_storage(), data.storage_offset(), data.size(), data.stride())
+
+
 def autograd_ready(module: torch.nn.Module) -> int:
     """Replace every inference-mode parameter/buffer of `module` by an ordinary tensor with the
     same values, in place, so that autograd may save it for backward.
 
     Loader nodes create weights under inference mode, and such tensors cannot be saved for
-    backward. Swapping each one (one tensor at a time, so no second copy of the model is ever
-    held) costs one copy on first use and nothing afterwards; ComfyUI re-creates weights when it
-    re-patches a model (LoRA), so this is checked on every call. Returns how many were replaced.
+    backward. Each replacement shares the memory of the tensor it replaces, so the first call
+    neither copies nor allocates, and later calls find nothing to do; ComfyUI re-creates weights
+    when it re-patches a model (LoRA), so this is checked on every call. Returns how many were
+    replaced.
     """
     replaced = 0
     with torch.inference_mode(False), torch.no_grad():
         for submodule in module.modules():
             for name, param in list(submodule._parameters.items()):
                 if param is not None and _made_in_inference_mode(param):
-                    submodule._parameters[name] = torch.nn.Parameter(param.data.clone(), requires_grad=False)
+                    submodule._parameters[name] = torch.nn.Parameter(_ordinary_alias(param), requires_grad=False)
                     replaced += 1
                 elif param is not None and param.requires_grad:
                     param.requires_grad_(False)  # input gradients only: never weight gradients
             for name, buffer in list(submodule._buffers.items()):
                 if buffer is not None and _made_in_inference_mode(buffer):
-                    submodule._buffers[name] = buffer.data.clone()
+                    submodule._buffers[name] = _ordinary_alias(buffer)
                     replaced += 1
     return replaced
 
