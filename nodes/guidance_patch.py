@@ -8,9 +8,11 @@ weights are made usable by autograd.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 
 import torch
+import torch.utils.checkpoint
 
 import comfy.model_management
 import comfy.patcher_extension
@@ -92,6 +94,56 @@ def noise_coefficients(model_sampling, sigma: torch.Tensor) -> tuple[torch.Tenso
     return alpha, scale
 
 
+#: Gradient checkpointing of the decoder's blocks during guidance: "auto" turns it on when the
+#: activations the decoder would keep for the backward pass exceed CHECKPOINT_MEMORY_FRACTION of
+#: the device's free memory (large images); True / False force it on / off. It trades about one
+#: more decoder forward pass for keeping only each block's input instead of its activations.
+DECODER_CHECKPOINTING = "auto"
+CHECKPOINT_MEMORY_FRACTION = 0.5
+
+
+def _weighted_leaves(module: torch.nn.Module, counts: dict) -> int:
+    """Layers with parameters below (and including) `module`, memoised in `counts`."""
+    if module not in counts:
+        children = list(module.children())
+        own = 1 if not children and any(p is not None for p in module._parameters.values()) else 0
+        counts[module] = own + sum(_weighted_leaves(child, counts) for child in children)
+    return counts[module]
+
+
+def checkpoint_blocks(module: torch.nn.Module) -> list[torch.nn.Module]:
+    """The lowest sub-modules of `module` holding at least two weighted layers: the residual and
+    attention blocks of LDM decoders, the conv stacks of TAESD's blocks."""
+    counts = {}
+    return [m for m in module.modules() if m is not module and _weighted_leaves(m, counts) >= 2
+            and all(_weighted_leaves(child, counts) < 2 for child in m.children())]
+
+
+@contextlib.contextmanager
+def checkpointed(blocks):
+    """Within the context every block in `blocks` runs under torch.utils.checkpoint (its inner
+    activations are recomputed during backward instead of kept)."""
+    patched = []
+    try:
+        for block in blocks:
+            own = vars(block).get("forward")  # an instance-level forward, if the block had one
+            forward = block.forward
+
+            def run(*args, _forward=forward, **kwargs):
+                return torch.utils.checkpoint.checkpoint(_forward, *args, use_reentrant=False,
+                                                         preserve_rng_state=False, **kwargs)
+
+            block.forward = run  # instance attribute: nn.Module.__call__ uses it
+            patched.append((block, own))
+        yield
+    finally:
+        for block, own in patched:
+            if own is None:
+                del block.forward
+            else:
+                block.forward = own
+
+
 class Renderer:
     """Maps a denoised latent (model space) to the image [B, C, H, W] in [0, 1] that the
     operator sees: through the VAE decoder for latent models, (x + 1) / 2 for pixel models."""
@@ -99,17 +151,63 @@ class Renderer:
     def __init__(self, model_patcher, vae=None):
         self.base_model = model_patcher.model
         self.vae = vae
+        self._blocks = None
+        self._bytes_per_latent_pixel = {}
 
     def __call__(self, latent: torch.Tensor) -> torch.Tensor:
         if self.vae is None:
             return (at_least_float32(latent) + 1) / 2
         vae_latent = self.base_model.process_latent_out(latent)
         decoder = self.vae.first_stage_model
-        decoded = decoder.decode(vae_latent.to(self.vae.device, self.vae.vae_dtype))
+        vae_latent = vae_latent.to(self.vae.device, self.vae.vae_dtype)
+        if vae_latent.requires_grad and torch.is_grad_enabled() and self.checkpointing(vae_latent):
+            with checkpointed(self.blocks()):
+                decoded = decoder.decode(vae_latent)
+        else:
+            decoded = decoder.decode(vae_latent)
         if decoded.ndim != 4:
             raise ValueError(f"vae: expected an image VAE that decodes to [B, C, H, W], got {tuple(decoded.shape)}")
         # Not clamped: clamping would zero the gradient wherever the estimate leaves [0, 1].
         return (at_least_float32(decoded) + 1) / 2
+
+    def blocks(self) -> list[torch.nn.Module]:
+        if self._blocks is None:
+            self._blocks = checkpoint_blocks(self.vae.first_stage_model)
+        return self._blocks
+
+    def checkpointing(self, vae_latent: torch.Tensor) -> bool:
+        """Whether to checkpoint the decoder for a backward pass from this latent (see
+        DECODER_CHECKPOINTING)."""
+        if DECODER_CHECKPOINTING != "auto":
+            return bool(DECODER_CHECKPOINTING)
+        pixels = vae_latent.shape[0] * vae_latent.shape[-2] * vae_latent.shape[-1]
+        needed = self.saved_bytes_per_latent_pixel(vae_latent) * pixels
+        free = comfy.model_management.get_free_memory(vae_latent.device)
+        return needed > CHECKPOINT_MEMORY_FRACTION * free
+
+    def saved_bytes_per_latent_pixel(self, vae_latent: torch.Tensor) -> float:
+        """Bytes the decoder keeps for backward per latent pixel, measured once per device and
+        dtype from two small decodes (8x8 and 16x16 latents; the difference removes the weights
+        and anything else of fixed size)."""
+        key = (vae_latent.device, vae_latent.dtype, vae_latent.shape[1:-2])
+        if key not in self._bytes_per_latent_pixel:
+            saved = []
+            for side in (8, 16):
+                probe = torch.zeros((1, *vae_latent.shape[1:-2], side, side), device=vae_latent.device,
+                                    dtype=vae_latent.dtype, requires_grad=True)
+                total = 0
+
+                def pack(tensor):
+                    nonlocal total
+                    total += tensor.numel() * tensor.element_size()
+                    # Keep nothing: this graph is never differentiated, and holding a tensor that
+                    # an op saved of its own output would make a reference cycle (a leak).
+
+                with torch.autograd.graph.saved_tensors_hooks(pack, lambda packed: packed):
+                    self.vae.first_stage_model.decode(probe)
+                saved.append(total)
+            self._bytes_per_latent_pixel[key] = max(saved[1] - saved[0], 0) / (16 * 16 - 8 * 8)
+        return self._bytes_per_latent_pixel[key]
 
     def prepare(self) -> None:
         if self.vae is not None:
