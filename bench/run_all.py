@@ -1,0 +1,411 @@
+"""Run every DPS benchmark and write bench/results.md and bench/results.json (`make bench`).
+
+    .venv/bin/python bench/run_all.py            # the full run (CPU: about 10-15 minutes on 2 cores)
+    .venv/bin/python bench/run_all.py --quick    # small sizes, few repeats: checks the script
+
+1. Per-step cost of guidance against plain sampling and against its floor (forward + input-backward
+   of the UNet and of the decoder), with TAESD and AutoencoderKL decoders, at three latent sizes;
+   peak memory; what the way out of inference mode costs.
+2. Growth of one guided step's time and peak memory with image size, 256x256 to 1024x1024.
+3. Our DPS against deepinv's DPS on an analytic Gaussian prior: time per denoiser call and distance
+   of the sample mean to the exact posterior mean.
+4. Steps our DPS needs to come within 10% of its 1000-step result on the same prior.
+
+Runs unchanged on CUDA when present (bigger repeat counts; memory from torch.cuda).
+Operator timings are a separate benchmark (bench/bench_operators.py, bench/operators_results.md);
+--operators runs it too.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import pathlib
+import subprocess
+import sys
+import time
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from bench.common import MemoryBaseline, device, machine, mib  # noqa: E402
+
+TIME_TARGET = 1.15
+MEMORY_TARGET = 2.0
+
+
+def settings(args, cuda: bool) -> dict:
+    if args.quick:
+        return {"sizes": [16, 24], "repeats": {16: 2, 24: 2}, "growth": [32], "samples": 100,
+                "calls": 30, "deepinv_repeats": 1, "steps": [5, 10, 30], "step_operators": ["blur"],
+                "operators": ["blur"]}
+    if cuda:
+        return {"sizes": [32, 48, 64], "repeats": {32: 10, 48: 10, 64: 10}, "growth": [96, 128], "samples": 300,
+                "calls": 100, "deepinv_repeats": 3, "steps": [10, 20, 50, 100, 200, 1000],
+                "step_operators": ["blur", "inpainting"], "operators": ["blur", "inpainting", "super-resolution"]}
+    # 2 CPU cores: each extra repeat at 64x64 costs about a minute; 96 and 128 run once.
+    return {"sizes": [32, 48, 64], "repeats": {32: 3, 48: 3, 64: 2}, "growth": [96, 128], "samples": 300,
+            "calls": 100, "deepinv_repeats": 3, "steps": [10, 20, 50, 100, 200, 1000],
+            "step_operators": ["blur", "inpainting"], "operators": ["blur", "inpainting", "super-resolution"]}
+
+
+def log(message: str) -> None:
+    print(message, flush=True)
+
+
+# ----------------------------------------------------------------------------------------------
+
+def run_step_costs(plan: dict, dev, baseline: MemoryBaseline) -> dict:
+    from bench.step_cost import StepBench, fit_exponent
+
+    started = time.perf_counter()
+    bench = StepBench(dev, baseline)
+    log(f"models built in {time.perf_counter() - started:.1f} s: {bench.info}")
+    workaround = bench.workaround_cost()  # first: the models still hold inference-mode weights
+    probe = bench.probe_cost()
+    log(f"auto-checkpointing probe: {probe}")
+    log("autograd_ready: " + json.dumps({k: {"first_s": round(v["first_call_s"], 4),
+                                             "later_s": round(v["later_call_s"], 5)} for k, v in workaround.items()}))
+
+    sizes = {}
+    for latent in plan["sizes"]:
+        t0 = time.perf_counter()
+        sizes[latent] = bench.measure(latent, repeats=plan["repeats"][latent], checkpointed=("dps",))
+        log(f"latent {latent}: {time.perf_counter() - t0:.0f} s "
+            + ", ".join(f"{k} {v:.3f}" for k, v in sizes[latent]["seconds"].items()))
+
+    growth = {}
+    kl = "AutoencoderKL"
+    for latent in plan["sizes"]:
+        result = sizes[latent]
+        growth[latent] = _growth_row(result, kl)
+    for latent in plan["growth"]:
+        t0 = time.perf_counter()
+        # One call per configuration: it gives both the time and the peak memory.
+        result = bench.measure(latent, repeats=0, warmup=1, modes=("dps",), floors=False, vae_names=[kl],
+                               checkpointed=("dps",))
+        result["seconds"] = {name: values[0] if values else None for name, values in result["first_call"].items()}
+        growth[latent] = _growth_row(result, kl)
+        growth[latent]["single_run"] = True
+        log(f"growth latent {latent}: {time.perf_counter() - t0:.0f} s "
+            + ", ".join(f"{k} {v:.3f}" for k, v in result["seconds"].items()))
+    latents = sorted(growth)
+    pixels = [growth[n]["pixels"] for n in latents]
+    fits = {}
+    for key in ("dps_s", "dps_checkpointed_s", "plain_s", "dps_working", "dps_checkpointed_working"):
+        values = [growth[n][key] for n in latents]
+        if all(v is not None and v > 0 for v in values) and len(values) >= 2:
+            fits[key] = fit_exponent(pixels, values)
+    return {"models": bench.info, "workaround": workaround, "probe": probe, "sizes": sizes, "growth": growth,
+            "fits": fits}
+
+
+def _growth_row(result: dict, vae: str) -> dict:
+    memory = result["memory"]
+
+    def working(name):
+        peak, before = memory[name]["peak"], memory[name]["in_use_before"]
+        return None if peak is None or before is None else peak - before
+
+    dps, ckpt = f"dps step, {vae}", f"dps step, {vae}, checkpointed"
+    return {
+        "latent": result["latent"], "pixels": result["pixels"],
+        "plain_s": result["seconds"]["plain step"], "dps_s": result["seconds"][dps],
+        "dps_checkpointed_s": result["seconds"][ckpt],
+        "plain_peak": memory["plain step"]["peak"], "dps_peak": memory[dps]["peak"],
+        "dps_checkpointed_peak": memory[ckpt]["peak"],
+        "dps_working": working(dps), "dps_checkpointed_working": working(ckpt),
+        "auto_checkpointing": result.get("auto_checkpointing", {}).get(dps),
+    }
+
+
+def run_deepinv(plan: dict) -> dict:
+    """On one torch thread: the tensors are 300 x 192 values, where threads only add synchronisation
+    (and, on a shared machine, waiting for each other). Both methods run under the same setting."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(plan.get("deepinv_threads", 1))
+    try:
+        return _run_deepinv(plan)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _run_deepinv(plan: dict) -> dict:
+    from bench import deepinv_compare
+
+    rows = []
+    for name in plan["operators"]:
+        t0 = time.perf_counter()
+        rows.append(deepinv_compare.compare(name, calls=plan["calls"], count=plan["samples"],
+                                            repeats=plan["deepinv_repeats"]))
+        log(f"deepinv {name}: {time.perf_counter() - t0:.0f} s {rows[-1]}")
+    steps = []
+    for name in plan["step_operators"]:
+        t0 = time.perf_counter()
+        steps.append(deepinv_compare.steps_to_converge(name, steps=tuple(plan["steps"]), count=plan["samples"]))
+        log(f"steps {name}: {time.perf_counter() - t0:.0f} s {steps[-1]}")
+    return {"comparison": rows, "steps": steps}
+
+
+# ----------------------------------------------------------------------------------------------
+# Report
+
+def _s(value) -> str:
+    return "n/a" if value is None else f"{value:.3f}"
+
+
+def _ratio(a, b) -> float | None:
+    return None if a is None or b is None or b == 0 else a / b
+
+
+def _r(value) -> str:
+    return "n/a" if value is None else f"{value:.2f}x"
+
+
+def step_tables(steps: dict, vae_names) -> tuple[list[str], dict]:
+    lines, verdicts = [], {"dps_time": [], "fast_time": [], "dps_memory": [], "dps_memory_checkpointed": [],
+                           "dps_checkpointed_time": []}
+    for vae in vae_names:
+        lines += [f"#### Decoder: {vae}", "",
+                  "| latent (image) | plain step s | UNet fwd+in-bwd s | decoder fwd+in-bwd s | dps step s "
+                  "| **dps / (UNet + decoder)** | dps, checkpointed decoder s | checkpointed / (UNet + decoder) "
+                  "| fast step s | **fast / (plain + decoder)** |",
+                  "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+        for latent, result in steps["sizes"].items():
+            sec = result["seconds"]
+            plain, unet, dec = sec["plain step"], sec["UNet fwd+input-bwd"], sec[f"decoder fwd+input-bwd, {vae}"]
+            dps, fast = sec[f"dps step, {vae}"], sec[f"fast step, {vae}"]
+            ckpt = sec.get(f"dps step, {vae}, checkpointed")
+            r_dps, r_fast, r_ckpt = _ratio(dps, unet + dec), _ratio(fast, plain + dec), _ratio(ckpt, unet + dec)
+            verdicts["dps_time"].append(r_dps)
+            verdicts["fast_time"].append(r_fast)
+            verdicts["dps_checkpointed_time"].append(r_ckpt)
+            lines.append(f"| {latent}x{latent} ({8 * latent}x{8 * latent}) | {_s(plain)} | {_s(unet)} | {_s(dec)} "
+                         f"| {_s(dps)} | **{_r(r_dps)}** | {_s(ckpt)} | {_r(r_ckpt)} | {_s(fast)} | **{_r(r_fast)}** |")
+        lines += ["", "| latent (image) | plain peak MiB | dps peak MiB | **dps / plain** "
+                  "| dps, checkpointed decoder peak MiB | checkpointed / plain | fast peak MiB | fast / plain "
+                  "| UNet fwd+in-bwd peak MiB | decoder fwd+in-bwd peak MiB |",
+                  "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+        for latent, result in steps["sizes"].items():
+            mem = {k: v["peak"] for k, v in result["memory"].items()}
+            plain, dps, fast = mem["plain step"], mem[f"dps step, {vae}"], mem[f"fast step, {vae}"]
+            ckpt = mem.get(f"dps step, {vae}, checkpointed")
+            r_dps, r_ckpt = _ratio(dps, plain), _ratio(ckpt, plain)
+            verdicts["dps_memory"].append(r_dps)
+            verdicts["dps_memory_checkpointed"].append(r_ckpt)
+            lines.append(f"| {latent}x{latent} ({8 * latent}x{8 * latent}) | {mib(plain)} | {mib(dps)} | **{_r(r_dps)}** "
+                         f"| {mib(ckpt)} | {_r(r_ckpt)} | {mib(fast)} | {_r(_ratio(fast, plain))} "
+                         f"| {mib(mem['UNet fwd+input-bwd'])} | {mib(mem[f'decoder fwd+input-bwd, {vae}'])} |")
+        lines.append("")
+    return lines, verdicts
+
+
+def workaround_table(workaround: dict) -> list[str]:
+    lines = ["| model | tensors replaced | weights MiB | first call s | later calls s | memory in use before / after MiB "
+             "| peak during first call MiB |", "|---|---:|---:|---:|---:|---:|---:|"]
+    for label, w in workaround.items():
+        lines.append(f"| {label} | {w['tensors_replaced']} | {mib(w['weight_bytes'])} | {w['first_call_s']:.3f} "
+                     f"| {w['later_call_s']:.5f} | {mib(w['memory_in_use_before'])} / {mib(w['memory_in_use_after'])} "
+                     f"| {mib(w['peak_during_first_call'])} |")
+    return lines
+
+
+def growth_table(steps: dict) -> list[str]:
+    lines = ["| latent (image) | pixels | plain step s | dps step s | dps, checkpointed s | plain peak MiB "
+             "| dps peak MiB | dps working MiB | checkpointed peak MiB | checkpointed working MiB | measured |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
+    for latent, g in sorted(steps["growth"].items()):
+        lines.append(f"| {latent}x{latent} ({8 * latent}x{8 * latent}) | {g['pixels']} | {_s(g['plain_s'])} "
+                     f"| {_s(g['dps_s'])} | {_s(g['dps_checkpointed_s'])} | {mib(g['plain_peak'])} | {mib(g['dps_peak'])} "
+                     f"| {mib(g['dps_working'])} | {mib(g['dps_checkpointed_peak'])} "
+                     f"| {mib(g['dps_checkpointed_working'])} "
+                     f"| {'one call' if g.get('single_run') else 'median (table 1)'} |")
+    fits = steps["fits"]
+    names = {"plain_s": "plain step time", "dps_s": "dps step time", "dps_checkpointed_s": "dps step time, checkpointed",
+             "dps_working": "dps working memory", "dps_checkpointed_working": "dps working memory, checkpointed"}
+    lines += ["", "Fitted exponent p of cost ~ pixels^p (least squares on log-log, all sizes above): "
+              + "; ".join(f"{names[k]} **{v:.2f}**" for k, v in fits.items())]
+    return lines
+
+
+def deepinv_tables(result: dict) -> tuple[list[str], dict]:
+    lines = ["| operator | denoiser calls | samples | ours ms/call | deepinv ms/call | **ours / deepinv time** "
+             "| ours distance | deepinv distance | prior's distance |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    verdict = {"faster": [], "as_accurate": []}
+    for row in result["comparison"]:
+        ratio = row["ours_ms_per_call"] / row["deepinv_ms_per_call"]
+        verdict["faster"].append(ratio < 1)
+        verdict["as_accurate"].append(row["ours_distance"] <= row["deepinv_distance"])
+        lines.append(f"| {row['operator']} | {row['calls']} | {row['samples']} | {row['ours_ms_per_call']:.2f} "
+                     f"| {row['deepinv_ms_per_call']:.2f} | **{ratio:.2f}x** | {row['ours_distance']:.3f} "
+                     f"| {row['deepinv_distance']:.3f} | {row['prior_distance']:.3f} |")
+    steps, step_lines = result["steps"], []
+    if steps:
+        counts = list(steps[0]["distances"])
+        step_lines += ["| operator | samples | prior's distance | " + " | ".join(f"{n} steps" for n in counts)
+                       + f" | steps within 10% of {steps[0]['reference_steps']} |",
+                       "|---|---:|---:|" + "---:|" * (len(counts) + 1)]
+        for row in steps:
+            step_lines.append(f"| {row['operator']} | {row['samples']} | {row['prior_distance']:.3f} | "
+                              + " | ".join(f"{row['distances'][n]:.3f}" for n in counts)
+                              + f" | **{row['steps_within_tolerance']}** |")
+    return lines, step_lines, verdict
+
+
+def verdict_line(name: str, values, target: float, fmt="{:.2f}x") -> str:
+    values = [v for v in values if v is not None]
+    if not values:
+        return f"- {name}: not measured"
+    worst = max(values)
+    status = "MET" if worst <= target else "MISSED"
+    return f"- {name} (target <= {target:g}x): **{status}**, worst {fmt.format(worst)}, all " + ", ".join(
+        fmt.format(v) for v in values)
+
+
+def report(info: dict, plan: dict, steps: dict, deepinv: dict, elapsed: float, cuda: bool) -> str:
+    step_lines, verdicts = step_tables(steps, list(steps["models"]["decoder_parameters"]))
+    dlines, slines, dverdict = deepinv_tables(deepinv)
+    repeats = ", ".join(f"{k}: {v}" for k, v in plan["repeats"].items())
+    models = steps["models"]
+    lines = [
+        "# DPS benchmarks", "",
+        f"Written by `bench/run_all.py` (`make bench`) on {datetime.date.today().isoformat()} in {elapsed / 60:.1f} min.",
+        "",
+        f"- machine: {info['cpu']}, {info['logical_cores']} logical cores, torch threads {info['torch_threads']}, "
+        f"GPU {info['cuda'] or 'none'}; 1-minute load average at start {info['load_average_at_start']:.1f}"
+        + (f", at end {info.get('load_average_at_end', float('nan')):.1f}" if info.get("load_average_at_end") else ""),
+        f"- torch {info['torch']}, Python {info['python']}, ComfyUI {info.get('comfyui', 'unknown')}",
+        f"- memory: {steps['memory_method']}",
+        "- every ratio compares configurations measured in the same process, interleaved (one call of each in "
+        f"turn), after a warm-up call, as the median of the repeats (latent size: repeats = {repeats}); the "
+        "warm-up call of each configuration also gives its peak memory. Absolute seconds are "
+        + ("CUDA-synchronised wall times." if cuda else "wall times on a CPU shared with other work: "
+           "read the ratios, not the seconds."),
+        "",
+        "## Models (scaled down to fit 2 CPU cores)", "",
+        f"- UNet: ComfyUI's UNetModel in SD1.5's layout (channel_mult [1, 2, 4, 4], 2 res blocks per level, "
+        f"8 heads, context 768 with 77 tokens) at model_channels 64 (SD1.5: 320), attention at levels 1-2 and the "
+        f"middle block (SD1.5 also at level 0): {models['unet_parameters'] / 1e6:.1f}M parameters, EPS, float32, "
+        "weights created in inference mode as loader nodes create them.",
+        f"- Decoders: TAESD (the real architecture, {models['decoder_parameters']['TAESD'] / 1e6:.2f}M "
+        f"decoder parameters) and AutoencoderKL with SD's ddconfig at ch 32 (SD: 128; "
+        f"{models['decoder_parameters']['AutoencoderKL'] / 1e6:.2f}M decoder parameters), both comfy.sd.VAE "
+        "loaded in inference mode. Random weights: cost does not depend on their values.",
+        "- Measurement: 4x bicubic super-resolution, Gaussian noise 0.05. Guidance strength 1, cfg 1 (batch 1).",
+        "- A step: one Euler step through comfy.sample.sample_custom (CFGGuider, PREDICT_NOISE wrapper, "
+        "apply_model) inside torch.inference_mode(), timed inside the sampler. Floor: UNet forward + backward "
+        "to its input only, decoder forward + backward to its input only, each timed alone on ordinary "
+        "tensors (no weight gradients).",
+        "",
+        "## 1. Per-step cost of guidance", "",
+        "\"dps\": gradient through the UNet and the decoder; \"fast\": through the decoder only. "
+        "\"checkpointed\": the decoder's blocks under gradient checkpointing (forced on; by default it turns on "
+        "by itself only when the decoder's saved activations would exceed half the free memory).", "",
+        *step_lines,
+        "### Targets", "",
+        verdict_line("dps step / (UNet fwd+input-bwd + decoder fwd+input-bwd)", verdicts["dps_time"], TIME_TARGET),
+        verdict_line("fast step / (plain step + decoder fwd+input-bwd)", verdicts["fast_time"], TIME_TARGET),
+        verdict_line("peak memory dps / plain", verdicts["dps_memory"], MEMORY_TARGET),
+        verdict_line("peak memory dps with checkpointed decoder / plain", verdicts["dps_memory_checkpointed"],
+                     MEMORY_TARGET),
+        verdict_line("dps with checkpointed decoder / (UNet + decoder floor)", verdicts["dps_checkpointed_time"],
+                     TIME_TARGET),
+        "",
+        "### The way out of inference mode (`autograd_ready`)", "",
+        "First call: every inference-mode weight is replaced by an ordinary tensor sharing its memory (no copy, "
+        "so memory in use does not change). Later calls: a walk over the modules that finds nothing to replace "
+        "(done on every guided step, since ComfyUI may re-create weights when it re-patches).",
+        "", *workaround_table(steps["workaround"]), "",
+        "The automatic checkpointing decision measures, once per decoder, the bytes its backward keeps per "
+        "latent pixel (two tiny decodes with autograd, 4x4 and 8x8 latents; the first-ever call at these shapes "
+        "includes the CPU's one-off kernel set-up): "
+        + "; ".join(f"{name}: {p['seconds']:.3f} s, {p['saved_bytes_per_latent_pixel'] / 1024:.0f} KiB per latent pixel"
+                    for name, p in steps["probe"].items())
+        + ". Checkpointing changes no gradient: largest difference between the decoder's input gradients "
+        "with and without it (16x16 latent) "
+        + "; ".join(f"{name}: {p['checkpointed_gradient_max_difference']:.1e}" for name, p in steps["probe"].items())
+        + ". Whether it chose checkpointing for the default \"dps\"/\"fast\" rows above: "
+        + "; ".join(f"{latent}: " + ", ".join(f"{k.replace(' step', '')} {'on' if v else 'off'}"
+                                             for k, v in r["auto_checkpointing"].items())
+                    for latent, r in steps["sizes"].items()) + ".", "",
+        "## 2. Growth with image size (dps step, AutoencoderKL decoder)", "",
+        *growth_table(steps), "",
+        "Working memory = peak minus memory in use just before the step (weights of the UNet and both VAEs). "
+        + ("" if cuda else "Sizes beyond table 1 are measured from a single call each (2 CPU cores)."), "",
+        "## 3. Against deepinv's DPS on an analytic Gaussian prior", "",
+        f"Prior N(mu, Sigma) over 3x8x8 images (tests/dps_test_pack/gaussian_prior.py), exact denoiser on both "
+        f"sides, Gaussian noise 0.05, {plan['samples']} samples in one batch, the same number of denoiser calls. "
+        "Ours: comfy.sample.sample (euler_ancestral, karras, EPS) with the pack's PREDICT_NOISE guidance at the "
+        "default strength 1. deepinv 0.5.0: deepinv.sampling.DPS at its defaults (weight 1, \"norm\" guidance, "
+        "DDPM solver, VP schedule), num_steps = calls + 1 (it makes no call at t = 0), with a deepinv Denoiser "
+        "wrapping the same exact denoiser and our operator as LinearPhysics. Distance: |sample mean - exact "
+        f"posterior mean| (prior mean's distance for scale). Time per call: median of "
+        f"{plan['deepinv_repeats']} interleaved runs of each, on {plan.get('deepinv_threads', 1)} torch thread "
+        "(both; at this size threads only add synchronisation).", "",
+        *dlines, "",
+        f"- faster per call: **{'MET' if all(dverdict['faster']) else 'MISSED'}**; at least as accurate: "
+        f"**{'MET' if all(dverdict['as_accurate']) else 'MISSED'}**",
+        "",
+        "## 4. Steps to converge on the same prior", "",
+        "Our DPS (same set-up as section 3, 1 call per step) at each step count: distance of the sample mean to "
+        "the exact posterior mean; the last column is the fewest steps from which on every count is within 10% "
+        "of the largest count's distance.", "",
+        *slines,
+        "",
+    ]
+    changes = ROOT / "bench" / "changes.md"
+    if changes.exists():
+        lines += [changes.read_text()]
+    return "\n".join(lines)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="small sizes and few repeats (checks the script)")
+    parser.add_argument("--out", default=str(ROOT / "bench"), help="folder for results.md and results.json")
+    parser.add_argument("--skip-steps", action="store_true", help="only the Gaussian-prior comparisons")
+    parser.add_argument("--operators", action="store_true", help="also run bench/bench_operators.py")
+    args = parser.parse_args()
+
+    started = time.perf_counter()
+    dev = device()
+    cuda = dev.type == "cuda"
+    info = machine()
+    plan = settings(args, cuda)
+    log(f"machine: {info}")
+    baseline = MemoryBaseline(dev)
+
+    steps = None
+    if not args.skip_steps:
+        steps = run_step_costs(plan, dev, baseline)
+        steps["memory_method"] = baseline.method
+    deepinv = run_deepinv(plan)
+    import os
+
+    info["load_average_at_end"] = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
+    elapsed = time.perf_counter() - started
+
+    out = pathlib.Path(args.out)
+    if args.quick and args.out == parser.get_default("out"):
+        out = ROOT / "bench" / "out"  # ignored by git: quick runs never replace the real results
+    out.mkdir(parents=True, exist_ok=True)
+    results = {"machine": info, "plan": {k: v for k, v in plan.items()}, "elapsed_s": elapsed, "steps": steps,
+               "deepinv": deepinv}
+    suffix = ""
+    (out / f"results{suffix}.json").write_text(json.dumps(results, indent=1, default=str))
+    if steps is not None:
+        text = report(info, plan, steps, deepinv, elapsed, cuda)
+        (out / f"results{suffix}.md").write_text(text)
+        print("\n" + text)
+    if args.operators:
+        subprocess.run([sys.executable, str(ROOT / "bench" / "bench_operators.py")], check=True)
+    log(f"done in {elapsed / 60:.1f} min")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
