@@ -1,0 +1,266 @@
+"""Writes the demo-prior example workflows (workflows/demo-prior-*.json) in ComfyUI's UI format.
+
+Dev tool, not shipped: the JSON files it writes are what ships, and `scripts/demo.py` runs those
+files (not this script's dictionaries), so the demo always measures the workflows users load.
+
+    .venv/bin/python scripts/demo_workflows.py            # (re)write the four files
+    .venv/bin/python scripts/demo_workflows.py --check    # exit 1 if a file differs
+
+Each workflow: Load Image (a held-out photograph) -> an operator -> Simulate Measurement ->
+DPS Empty Latent -> DPS KSampler (with Load DPS Demo Prior) -> VAE Decode -> Save Image, with
+previews of the degraded picture and of the residual plot, the text report, and a Note.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import pathlib
+import sys
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+WORKFLOWS = ROOT / "workflows"
+
+#: The photograph the workflows load; `make demo` copies it into ComfyUI's input folder.
+DEMO_IMAGE = "dps_demo_astronaut.png"
+#: Sampling settings shared by the four workflows (see docs/demo.md for how they were chosen).
+SAMPLER = {"seed": 0, "steps": 100, "sampler_name": "euler_ancestral", "scheduler": "normal",
+           "guidance_strength": 1.0, "guidance_mode": "dps"}
+
+SEED_WIDGET = "fixed"  # control_after_generate: keep the seed, so a re-run repeats the result
+
+
+class Graph:
+    """A small builder of UI-format (frontend 1.x, version 0.4) workflows."""
+
+    def __init__(self):
+        self.nodes: list[dict] = []
+        self.links: list[list] = []
+
+    def add(self, type_: str, pos, size, inputs=(), outputs=(), widgets=None, title=None, color=None) -> dict:
+        node = {
+            "id": len(self.nodes) + 1,
+            "type": type_,
+            "pos": list(pos),
+            "size": list(size),
+            "flags": {},
+            "order": len(self.nodes),
+            "mode": 0,
+            "inputs": [{"name": name, "type": kind, "link": None} for name, kind in inputs],
+            "outputs": [{"name": name, "type": kind, "links": [], "slot_index": i}
+                        for i, (name, kind) in enumerate(outputs)],
+            "properties": {"Node name for S&R": type_},
+        }
+        if widgets is not None:
+            node["widgets_values"] = list(widgets)
+        if title:
+            node["title"] = title
+        if color:
+            node["color"], node["bgcolor"] = color
+        self.nodes.append(node)
+        return node
+
+    def widget_input(self, node: dict, name: str, kind: str) -> None:
+        """Declare a widget that will be driven by a link (the frontend's widget-input socket)."""
+        node["inputs"].append({"name": name, "type": kind, "widget": {"name": name}, "link": None})
+
+    def link(self, origin: dict, slot: int, target: dict, input_name: str) -> None:
+        link_id = len(self.links) + 1
+        kind = origin["outputs"][slot]["type"]
+        socket = next(s for s in target["inputs"] if s["name"] == input_name)
+        if socket["type"] not in (kind, "*"):
+            raise ValueError(f"link {origin['type']}[{slot}] ({kind}) -> {target['type']}.{input_name} ({socket['type']})")
+        socket["link"] = link_id
+        origin["outputs"][slot]["links"].append(link_id)
+        target_slot = target["inputs"].index(socket)
+        self.links.append([link_id, origin["id"], slot, target["id"], target_slot, kind])
+
+    def workflow(self) -> dict:
+        return {
+            "last_node_id": len(self.nodes),
+            "last_link_id": len(self.links),
+            "nodes": self.nodes,
+            "links": self.links,
+            "groups": [],
+            "config": {},
+            "extra": {"ds": {"scale": 0.8, "offset": [40, 40]}},
+            "version": 0.4,
+        }
+
+
+NOTE_COMMON = (
+    "\n\nHow to run it: `make demo` (or the demo's first run) copies the held-out photograph "
+    f"'{DEMO_IMAGE}' into ComfyUI's input folder; or load any photo of your own in Load Image "
+    "(sides a multiple of 16, 64 to 256 px: the demo prior is small). The demo prior ships with the pack "
+    "(models/demo_prior.safetensors): nothing to download. Queue the prompt: the restored image is saved "
+    "as dps_demo/<task>_*.png, the degraded picture and the residual plot are previewed, and the report says "
+    "whether the result explains the measurement (residual near 1 x noise level).\n\n"
+    "Tuning: guidance_strength 1.0 is the calibrated value; raise it (2-5) if the result ignores the "
+    "measurement, lower it if it looks noisy. More steps (100-200) give cleaner results; euler_ancestral "
+    "and dpmpp_2m both work. Change the seed of DPS KSampler for another posterior sample, the seed of "
+    "Simulate Measurement for another noise draw. For your own degraded photo (no ground truth), replace "
+    "Simulate Measurement by the Measurement node. For real work, use a Stable Diffusion checkpoint with "
+    "its VAE connected to DPS KSampler and DPS Empty Latent instead of the demo prior."
+)
+
+TASKS = {
+    "super-resolution": {
+        "title": "4x super-resolution",
+        "prefix": "dps_demo/super_resolution",
+        "noise_level": 0.02,
+        "note": ("DPS demo: 4x super-resolution with the bundled demo prior.\n\n"
+                 "The photo is shrunk 4x (bicubic, antialiased) and Gaussian noise (std 0.02 on the [0, 1] "
+                 "scale) is added; DPS samples a full-size image that explains the small picture. Try "
+                 "scale_factor 2 for an easier problem, noise_level 0.05 for a noisier one."),
+    },
+    "inpainting-random": {
+        "title": "random inpainting (80% of the pixels missing)",
+        "prefix": "dps_demo/inpainting_random",
+        "noise_level": 0.02,
+        "note": ("DPS demo: random inpainting with the bundled demo prior.\n\n"
+                 "80% of the pixels are removed at random (the mask follows the operator's seed) and "
+                 "Gaussian noise (std 0.02) is added to the rest. Try missing_fraction 0.92 (the DPS "
+                 "paper's setting) or 0.5."),
+    },
+    "inpainting-box": {
+        "title": "box inpainting (a 40x40 hole)",
+        "prefix": "dps_demo/inpainting_box",
+        "noise_level": 0.02,
+        "note": ("DPS demo: box inpainting with the bundled demo prior.\n\n"
+                 "A 40x40 box (Solid Mask 1.0 pasted by Mask Composite onto a Solid Mask 0.0 of the "
+                 "photo's size; white = 1 = missing) is removed and Gaussian noise (std 0.02) is added to "
+                 "the rest. Move the box with Mask Composite's x and y, resize it with the second Solid "
+                 "Mask; or connect the MASK output of Load Image (paint it in the mask editor) to the "
+                 "Inpainting Operator instead. The demo prior knows textures, not faces: a hole over "
+                 "an object is filled with plausible texture, not with the object."),
+    },
+    "deblur": {
+        "title": "Gaussian deblurring",
+        "prefix": "dps_demo/deblur",
+        "noise_level": 0.02,
+        "note": ("DPS demo: Gaussian deblurring with the bundled demo prior.\n\n"
+                 "The photo is blurred by a Gaussian of sigma 2.0 px (a 13x13 kernel, reflected borders) "
+                 "and Gaussian noise (std 0.02) is added. Try sigma 3.0 with kernel_size 19 for a harder "
+                 "problem; keep kernel_size about 6 x sigma + 1."),
+    },
+}
+
+
+def operator_nodes(g: Graph, task: str, image: dict) -> dict:
+    """Add the task's operator (and whatever builds its inputs); return the operator node."""
+    op_pos = (40, 420)
+    if task == "super-resolution":
+        return g.add("DPSSuperResolutionOperator", op_pos, (300, 82), outputs=[("operator", "DPS_OPERATOR")],
+                     widgets=[4, "bicubic"])
+    if task == "inpainting-random":
+        return g.add("DPSRandomInpaintingOperator", op_pos, (300, 82), outputs=[("operator", "DPS_OPERATOR")],
+                     widgets=[0.8, 0])
+    if task == "deblur":
+        return g.add("DPSGaussianBlurOperator", op_pos, (300, 82), outputs=[("operator", "DPS_OPERATOR")],
+                     widgets=[13, 2.0])
+    if task == "inpainting-box":
+        size = g.add("GetImageSize", (40, 420), (220, 90), inputs=[("image", "IMAGE")],
+                     outputs=[("width", "INT"), ("height", "INT"), ("batch_size", "INT")])
+        g.link(image, 0, size, "image")
+        canvas = g.add("SolidMask", (290, 420), (240, 110), outputs=[("MASK", "MASK")], widgets=[0.0, 128, 128],
+                       title="Solid Mask (kept: 0, the photo's size)")
+        g.widget_input(canvas, "width", "INT")
+        g.widget_input(canvas, "height", "INT")
+        g.link(size, 0, canvas, "width")
+        g.link(size, 1, canvas, "height")
+        box = g.add("SolidMask", (290, 570), (240, 110), outputs=[("MASK", "MASK")], widgets=[1.0, 40, 40],
+                    title="Solid Mask (the hole: 1 = missing)")
+        composite = g.add("MaskComposite", (560, 420), (240, 130), inputs=[("destination", "MASK"), ("source", "MASK")],
+                          outputs=[("MASK", "MASK")], widgets=[44, 44, "add"], title="Mask Composite (box position)")
+        g.link(canvas, 0, composite, "destination")
+        g.link(box, 0, composite, "source")
+        op = g.add("DPSInpaintingOperator", (560, 600), (240, 50), inputs=[("mask", "MASK")],
+                   outputs=[("operator", "DPS_OPERATOR")])
+        g.link(composite, 0, op, "mask")
+        return op
+    raise ValueError(task)
+
+
+def build(task: str) -> dict:
+    spec = TASKS[task]
+    g = Graph()
+    image = g.add("LoadImage", (40, 60), (300, 320), outputs=[("IMAGE", "IMAGE"), ("MASK", "MASK")],
+                  widgets=[DEMO_IMAGE, "image"], title="Load Image (ground truth)")
+    op = operator_nodes(g, task, image)
+    x0 = 860 if task == "inpainting-box" else 380
+    simulate = g.add("DPSSimulateMeasurement", (x0, 60), (300, 130),
+                     inputs=[("image", "IMAGE"), ("operator", "DPS_OPERATOR")],
+                     outputs=[("measurement", "DPS_MEASUREMENT"), ("degraded", "IMAGE")],
+                     widgets=["gaussian", spec["noise_level"], 0])
+    g.link(image, 0, simulate, "image")
+    g.link(op, 0, simulate, "operator")
+    degraded = g.add("PreviewImage", (x0, 240), (300, 300), inputs=[("images", "IMAGE")],
+                     title="Preview Image (the measurement)")
+    g.link(simulate, 1, degraded, "images")
+    prior = g.add("DPSLoadDemoPrior", (x0 + 340, 60), (280, 100),
+                  outputs=[("model", "MODEL"), ("vae", "VAE"), ("conditioning", "CONDITIONING")])
+    latent = g.add("DPSEmptyLatent", (x0 + 340, 200), (280, 80), inputs=[("measurement", "DPS_MEASUREMENT")],
+                   outputs=[("latent", "LATENT")], widgets=[1])
+    g.link(simulate, 0, latent, "measurement")
+    s = SAMPLER
+    sampler = g.add(
+        "DPSKSampler", (x0 + 660, 60), (320, 360),
+        inputs=[("model", "MODEL"), ("positive", "CONDITIONING"), ("negative", "CONDITIONING"),
+                ("latent_image", "LATENT"), ("measurement", "DPS_MEASUREMENT"), ("vae", "VAE")],
+        outputs=[("latent", "LATENT"), ("residual_plot", "IMAGE"), ("report", "STRING")],
+        widgets=[s["seed"], SEED_WIDGET, s["steps"], 1.0, s["sampler_name"], s["scheduler"], 1.0,
+                 s["guidance_strength"], s["guidance_mode"]],
+    )
+    g.link(prior, 0, sampler, "model")
+    g.link(prior, 2, sampler, "positive")
+    g.link(prior, 2, sampler, "negative")
+    g.link(latent, 0, sampler, "latent_image")
+    g.link(simulate, 0, sampler, "measurement")
+    decode = g.add("VAEDecode", (x0 + 1020, 60), (210, 50), inputs=[("samples", "LATENT"), ("vae", "VAE")],
+                   outputs=[("IMAGE", "IMAGE")])
+    g.link(sampler, 0, decode, "samples")
+    g.link(prior, 1, decode, "vae")
+    save = g.add("SaveImage", (x0 + 1020, 150), (300, 330), inputs=[("images", "IMAGE")],
+                 widgets=[spec["prefix"]], title="Save Image (DPS result)")
+    g.link(decode, 0, save, "images")
+    plot = g.add("PreviewImage", (x0 + 660, 470), (320, 260), inputs=[("images", "IMAGE")],
+                 title="Preview Image (residual plot)")
+    g.link(sampler, 1, plot, "images")
+    report = g.add("PreviewAny", (x0 + 1020, 520), (300, 120), inputs=[("source", "*")],
+                   title="Preview as Text (report)")
+    g.link(sampler, 2, report, "source")
+    g.add("Note", (40, 720 if task == "inpainting-box" else 560), (560, 330),
+          widgets=[spec["note"] + NOTE_COMMON], title="Note: what this workflow does", color=("#432", "#653"))
+    return g.workflow()
+
+
+def path_of(task: str) -> pathlib.Path:
+    return WORKFLOWS / f"demo-prior-{task}.json"
+
+
+def render(task: str) -> str:
+    return json.dumps(build(task), indent=1) + "\n"
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description="Write the demo-prior example workflows.")
+    parser.add_argument("--check", action="store_true", help="only check that the files are up to date")
+    args = parser.parse_args(argv)
+    stale = []
+    for task in TASKS:
+        path, text = path_of(task), render(task)
+        if args.check:
+            if not path.exists() or path.read_text() != text:
+                stale.append(path.name)
+            continue
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+        print(f"wrote {path.relative_to(ROOT)}")
+    if stale:
+        print("out of date (run scripts/demo_workflows.py):", ", ".join(stale))
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

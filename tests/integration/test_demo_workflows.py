@@ -1,0 +1,125 @@
+"""The shipped demo-prior workflows in a real ComfyUI: they convert, pass the widget checks against the
+live /object_info, and run to success (with few steps, at 64x64); and DPS with the demo prior
+explains a measurement far better than plain sampling from the same prior (same seed)."""
+
+import json
+import math
+import pathlib
+import re
+
+import numpy as np
+import pytest
+from safetensors.torch import load_file
+
+from demo import find, load_png, photo, png_bytes, recompute_measurement, run_prompt
+from graphs import node
+from workflow_api import check_workflow, ui_to_api
+
+pytestmark = pytest.mark.server
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+WORKFLOW_FILES = sorted((ROOT / "workflows").glob("demo-prior-*.json"))
+TASKS = ["super-resolution", "inpainting-random", "inpainting-box", "deblur"]
+SMALL = 64  # test image side: a multiple of the demo prior's 16
+
+
+@pytest.fixture(scope="module")
+def object_info(server):
+    return server.object_info()
+
+
+@pytest.fixture(scope="module")
+def small_photo(server):
+    """The held-out astronaut at 64x64, under the name the workflows load."""
+    picture = photo("astronaut", SMALL)
+    server.upload_file("dps_demo_astronaut.png", png_bytes(picture))
+    return picture.astype(np.float32) / 255.0
+
+
+def load(task):
+    return json.loads((ROOT / "workflows" / f"demo-prior-{task}.json").read_text())
+
+
+def test_the_four_demo_workflows_ship_with_thumbnails():
+    assert {p.stem for p in WORKFLOW_FILES} == {f"demo-prior-{t}" for t in TASKS}
+    for path in WORKFLOW_FILES:
+        thumbnails = [path.with_suffix(ext) for ext in (".jpg", ".png") if path.with_suffix(ext).exists()]
+        assert thumbnails, f"{path.name} has no thumbnail"
+
+
+@pytest.mark.parametrize("task", TASKS)
+def test_demo_workflow_is_valid_for_the_live_server(task, object_info):
+    workflow = load(task)
+    assert workflow["version"] == 0.4 and workflow["groups"] == [] and isinstance(workflow["extra"], dict)
+    assert check_workflow(workflow, object_info) == []
+    types = [n["type"] for n in workflow["nodes"]]
+    for needed in ("LoadImage", "DPSSimulateMeasurement", "DPSEmptyLatent", "DPSLoadDemoPrior", "DPSKSampler",
+                   "VAEDecode", "SaveImage", "PreviewImage", "Note"):
+        assert needed in types, f"{task}: no {needed}"
+    note = next(n for n in workflow["nodes"] if n["type"] == "Note")
+    assert "demo prior" in note["widgets_values"][0] and "guidance_strength" in note["widgets_values"][0]
+    nodes = {n["id"]: n for n in workflow["nodes"]}
+    for link_id, origin, origin_slot, target, target_slot, kind in workflow["links"]:
+        assert link_id in nodes[origin]["outputs"][origin_slot]["links"]
+        assert nodes[origin]["outputs"][origin_slot]["type"] == kind
+        assert nodes[target]["inputs"][target_slot]["link"] == link_id
+    prompt = ui_to_api(workflow, object_info)
+    assert prompt[find(prompt, "LoadImage")]["inputs"]["image"] == "dps_demo_astronaut.png"
+    assert "Note" not in {n["class_type"] for n in prompt.values()}
+
+
+@pytest.mark.parametrize("task", TASKS)
+def test_demo_workflow_runs_to_success(task, server, object_info, small_photo):
+    prompt = ui_to_api(load(task), object_info)
+    sampler = prompt[find(prompt, "DPSKSampler")]["inputs"]
+    sampler["steps"] = 3
+    save = prompt[find(prompt, "SaveImage")]
+    save["inputs"]["filename_prefix"] = f"test_demo/{task}"
+    result = run_prompt(server, prompt)
+    history = result["history"]
+    assert history["status"]["status_str"] == "success"
+    assert sum(e["type"] == "progress" for e in result["events"]) >= 3
+    saved = history["outputs"][find(prompt, "SaveImage")]["images"]
+    assert len(saved) == 1
+    restored = load_png(server.output_file(saved[0]))
+    assert restored.shape == (SMALL, SMALL, 3) and np.isfinite(restored).all()
+    report_node = next(i for i, n in prompt.items() if n["class_type"] == "PreviewAny")
+    report = "".join(history["outputs"][report_node]["text"])
+    residuals = [float(v) for v in re.findall(r"residual = ([^ ]+) x", report)]
+    assert residuals and all(math.isfinite(v) for v in residuals), report
+
+
+def quality_graph(strength, steps, seed=0):
+    """Demo prior, 4x super-resolution of the held-out photo with noise 0.02, DPS KSampler."""
+    return {
+        "image": node("LoadImage", image="dps_demo_astronaut.png"),
+        "operator": node("DPSRandomInpaintingOperator", missing_fraction=0.5, seed=0),
+        "simulate": node("DPSSimulateMeasurement", image=["image", 0], operator=["operator", 0],
+                         noise_model="gaussian", noise_level=0.02, seed=0),
+        "prior": node("DPSLoadDemoPrior"),
+        "latent": node("DPSEmptyLatent", measurement=["simulate", 0], batch_size=1),
+        "sampler": node("DPSKSampler", model=["prior", 0], seed=seed, steps=steps, cfg=1.0,
+                        sampler_name="euler_ancestral", scheduler="normal", positive=["prior", 2],
+                        negative=["prior", 2], latent_image=["latent", 0], denoise=1.0,
+                        measurement=["simulate", 0], guidance_strength=strength, guidance_mode="dps"),
+        "save": node("DPSTestSaveTensor", filename_prefix=f"demo_quality_{strength:g}", latent=["sampler", 0]),
+    }
+
+
+def test_dps_with_the_demo_prior_explains_the_measurement(server, small_photo):
+    steps = 24
+    residuals = {}
+    for strength in (1.0, 0.0):
+        graph = quality_graph(strength, steps)
+        result = run_prompt(server, graph)
+        progress = [e["data"] for e in result["events"] if e["type"] == "progress"]
+        assert [p["value"] for p in progress][-1] == steps and progress[-1]["max"] == steps
+        saved = result["history"]["outputs"]["save"]["tensors"][0]
+        assert saved["finite"], saved
+        latent = load_file(str(server.base / "output" / saved["filename"]))["tensor"]
+        measurement, _ = recompute_measurement(graph, small_photo)
+        image = ((latent.float() + 1) / 2).clamp(0, 1)
+        residuals[strength] = float(measurement.normalized_residual(image)[0])
+    assert residuals[1.0] * 3 < residuals[0.0], residuals
+    assert residuals[1.0] < 2.5, residuals
+    assert all(math.isfinite(v) for v in residuals.values()), residuals
