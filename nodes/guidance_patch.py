@@ -94,11 +94,13 @@ def noise_coefficients(model_sampling, sigma: torch.Tensor) -> tuple[torch.Tenso
     return alpha, scale
 
 
-#: Gradient checkpointing of the decoder's blocks during guidance: "auto" turns it on when the
-#: activations the decoder would keep for the backward pass exceed CHECKPOINT_MEMORY_FRACTION of
-#: the device's free memory (large images); True / False force it on / off. It trades about one
-#: more decoder forward pass for keeping only each block's input instead of its activations.
-DECODER_CHECKPOINTING = "auto"
+#: Gradient checkpointing during guidance, of the decoder's blocks and (in "dps" mode) of the
+#: diffusion model's: "auto" turns it on for both when the activations the decoder alone would keep
+#: for the backward pass exceed CHECKPOINT_MEMORY_FRACTION of the device's free memory (large
+#: images); True / False force it on / off for both; "decoder" checkpoints the decoder only. It
+#: trades about one more forward pass for keeping only each block's input instead of its
+#: activations; gradients are unchanged.
+GRADIENT_CHECKPOINTING = "auto"
 CHECKPOINT_MEMORY_FRACTION = 0.5
 
 
@@ -119,6 +121,12 @@ def checkpoint_blocks(module: torch.nn.Module) -> list[torch.nn.Module]:
             and all(_weighted_leaves(child, counts) < 2 for child in m.children())]
 
 
+def _snapshot(value):
+    """Dicts passed to a block (ComfyUI's transformer_options) are updated in place as the model
+    runs (the current block index, ...): the recomputation must see them as they were."""
+    return dict(value) if isinstance(value, dict) else value
+
+
 @contextlib.contextmanager
 def checkpointed(blocks):
     """Within the context every block in `blocks` runs under torch.utils.checkpoint (its inner
@@ -130,6 +138,8 @@ def checkpointed(blocks):
             forward = block.forward
 
             def run(*args, _forward=forward, **kwargs):
+                args = tuple(_snapshot(a) for a in args)
+                kwargs = {k: _snapshot(v) for k, v in kwargs.items()}
                 return torch.utils.checkpoint.checkpoint(_forward, *args, use_reentrant=False,
                                                          preserve_rng_state=False, **kwargs)
 
@@ -160,7 +170,7 @@ class Renderer:
         vae_latent = self.base_model.process_latent_out(latent)
         decoder = self.vae.first_stage_model
         vae_latent = vae_latent.to(self.vae.device, self.vae.vae_dtype)
-        if vae_latent.requires_grad and torch.is_grad_enabled() and self.checkpointing(vae_latent):
+        if vae_latent.requires_grad and torch.is_grad_enabled() and self.checkpointing(vae_latent, "decoder"):
             with checkpointed(self.blocks()):
                 decoded = decoder.decode(vae_latent)
         else:
@@ -175,11 +185,14 @@ class Renderer:
             self._blocks = checkpoint_blocks(self.vae.first_stage_model)
         return self._blocks
 
-    def checkpointing(self, vae_latent: torch.Tensor) -> bool:
-        """Whether to checkpoint the decoder for a backward pass from this latent (see
-        DECODER_CHECKPOINTING)."""
-        if DECODER_CHECKPOINTING != "auto":
-            return bool(DECODER_CHECKPOINTING)
+    def checkpointing(self, vae_latent: torch.Tensor, part: str) -> bool:
+        """Whether to checkpoint `part` ("decoder" or "model") for a backward pass from a latent
+        of this shape, device and dtype (see GRADIENT_CHECKPOINTING)."""
+        if GRADIENT_CHECKPOINTING != "auto":
+            return GRADIENT_CHECKPOINTING == part if isinstance(GRADIENT_CHECKPOINTING, str) \
+                else bool(GRADIENT_CHECKPOINTING)
+        if self.vae is None:
+            return False
         pixels = vae_latent.shape[0] * vae_latent.shape[-2] * vae_latent.shape[-1]
         needed = self.saved_bytes_per_latent_pixel(vae_latent) * pixels
         free = comfy.model_management.get_free_memory(vae_latent.device)
@@ -260,6 +273,19 @@ class GuidancePatch:
         self.trace = GuidanceTrace()
         self._on_device = {}
         self._checked_shape = None
+        self._model_blocks = None
+
+    def model_blocks(self) -> list[torch.nn.Module]:
+        if self._model_blocks is None:
+            self._model_blocks = checkpoint_blocks(self.base_model.diffusion_model)
+        return self._model_blocks
+
+    def _as_vae_latent(self, x: torch.Tensor) -> torch.Tensor:
+        """An empty stand-in with the shape, device and dtype the decoder will see for x."""
+        if self.renderer.vae is None:
+            return x
+        vae = self.renderer.vae
+        return torch.zeros((), device=vae.device, dtype=vae.vae_dtype).expand(x.shape)
 
     def measurement_on(self, device) -> object:
         if device not in self._on_device:
@@ -279,6 +305,10 @@ class GuidancePatch:
         alpha, scale = noise_coefficients(self.model_sampling, sigma)
 
         def denoise(x_in):
+            if x_in.requires_grad and torch.is_grad_enabled() and self.renderer.checkpointing(
+                    self._as_vae_latent(x_in), "model"):
+                with checkpointed(self.model_blocks()):
+                    return executor(x_in, sigma, model_options, seed)
             return executor(x_in, sigma, model_options, seed)
 
         image_device = self.renderer.vae.device if self.renderer.vae is not None else x.device
