@@ -162,6 +162,8 @@ def compare(operator_name: str = "blur", calls: int = 100, count: int = 300, see
         "prior_distance": problem.prior_distance,
         "ours_distance": problem.distance(our_samples),
         "deepinv_distance": problem.distance(their_samples),
+        "ours_monte_carlo_error": monte_carlo_error(our_samples),
+        "deepinv_monte_carlo_error": monte_carlo_error(their_samples),
         "ours_ms_per_call": 1e3 * statistics.median(our_times),
         "deepinv_ms_per_call": 1e3 * statistics.median(their_times),
     }
@@ -172,13 +174,25 @@ def steps_to_converge(operator_name: str = "blur", steps=(10, 20, 50, 100, 200, 
     """Our DPS at each step count: distance to the exact posterior mean, and the fewest steps whose
     distance is within `tolerance` (relative) of the largest step count's."""
     problem = make_problem(operator_name)
-    distances = {}
+    distances, errors = {}, {}
     for n in steps:
         samples, _, _ = ours(problem, n, count, seed)
         distances[n] = problem.distance(samples)
+        errors[n] = monte_carlo_error(samples)
     reference = distances[max(steps)]
-    enough = [n for n in sorted(steps) if abs(distances[n] - reference) <= tolerance * reference
-              and all(abs(distances[m] - reference) <= tolerance * reference for m in steps if m >= n)]
+
+    def close(n):
+        return abs(distances[n] - reference) <= tolerance * reference
+
+    from_on = [n for n in sorted(steps) if all(close(m) for m in steps if m >= n)]
     return {"operator": operator_name, "samples": count, "prior_distance": problem.prior_distance,
-            "distances": distances, "reference_steps": max(steps), "tolerance": tolerance,
-            "steps_within_tolerance": enough[0] if enough else None}
+            "distances": distances, "monte_carlo_errors": errors, "reference_steps": max(steps),
+            "tolerance": tolerance, "first_within_tolerance": min(n for n in steps if close(n)),
+            "steps_within_tolerance": from_on[0]}
+
+
+def monte_carlo_error(samples: torch.Tensor) -> float:
+    """Standard error of the sample mean's distance from sampling alone: sqrt(sum of the per-pixel
+    sample variances / number of samples)."""
+    flat = samples.reshape(samples.shape[0], -1).double()
+    return (flat.var(0).sum() / flat.shape[0]).sqrt().item()

@@ -65,6 +65,7 @@ def run_step_costs(plan: dict, dev, baseline: MemoryBaseline) -> dict:
     log(f"models built in {time.perf_counter() - started:.1f} s: {bench.info}")
     workaround = bench.workaround_cost()  # first: the models still hold inference-mode weights
     probe = bench.probe_cost()
+    probe["guided step difference"] = bench.guided_difference()
     log(f"auto-checkpointing probe: {probe}")
     log("autograd_ready: " + json.dumps({k: {"first_s": round(v["first_call_s"], 4),
                                              "later_s": round(v["later_call_s"], 5)} for k, v in workaround.items()}))
@@ -172,7 +173,7 @@ def step_tables(steps: dict, vae_names) -> tuple[list[str], dict]:
     for vae in vae_names:
         lines += [f"#### Decoder: {vae}", "",
                   "| latent (image) | plain step s | UNet fwd+in-bwd s | decoder fwd+in-bwd s | dps step s "
-                  "| **dps / (UNet + decoder)** | dps, checkpointed decoder s | checkpointed / (UNet + decoder) "
+                  "| **dps / (UNet + decoder)** | dps, checkpointed s | checkpointed / (UNet + decoder) "
                   "| fast step s | **fast / (plain + decoder)** |",
                   "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
         for latent, result in steps["sizes"].items():
@@ -187,7 +188,7 @@ def step_tables(steps: dict, vae_names) -> tuple[list[str], dict]:
             lines.append(f"| {latent}x{latent} ({8 * latent}x{8 * latent}) | {_s(plain)} | {_s(unet)} | {_s(dec)} "
                          f"| {_s(dps)} | **{_r(r_dps)}** | {_s(ckpt)} | {_r(r_ckpt)} | {_s(fast)} | **{_r(r_fast)}** |")
         lines += ["", "| latent (image) | plain peak MiB | dps peak MiB | **dps / plain** "
-                  "| dps, checkpointed decoder peak MiB | checkpointed / plain | fast peak MiB | fast / plain "
+                  "| dps, checkpointed peak MiB | checkpointed / plain | fast peak MiB | fast / plain "
                   "| UNet fwd+in-bwd peak MiB | decoder fwd+in-bwd peak MiB |",
                   "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
         for latent, result in steps["sizes"].items():
@@ -234,7 +235,8 @@ def growth_table(steps: dict) -> list[str]:
 
 def deepinv_tables(result: dict) -> tuple[list[str], dict]:
     lines = ["| operator | denoiser calls | samples | ours ms/call | deepinv ms/call | **ours / deepinv time** "
-             "| ours distance | deepinv distance | prior's distance |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+             "| ours distance | deepinv distance | prior's distance | Monte Carlo error ours / deepinv |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     verdict = {"faster": [], "as_accurate": []}
     for row in result["comparison"]:
         ratio = row["ours_ms_per_call"] / row["deepinv_ms_per_call"]
@@ -242,17 +244,21 @@ def deepinv_tables(result: dict) -> tuple[list[str], dict]:
         verdict["as_accurate"].append(row["ours_distance"] <= row["deepinv_distance"])
         lines.append(f"| {row['operator']} | {row['calls']} | {row['samples']} | {row['ours_ms_per_call']:.2f} "
                      f"| {row['deepinv_ms_per_call']:.2f} | **{ratio:.2f}x** | {row['ours_distance']:.3f} "
-                     f"| {row['deepinv_distance']:.3f} | {row['prior_distance']:.3f} |")
+                     f"| {row['deepinv_distance']:.3f} | {row['prior_distance']:.3f} "
+                     f"| {row['ours_monte_carlo_error']:.3f} / {row['deepinv_monte_carlo_error']:.3f} |")
     steps, step_lines = result["steps"], []
     if steps:
         counts = list(steps[0]["distances"])
+        reference = steps[0]["reference_steps"]
         step_lines += ["| operator | samples | prior's distance | " + " | ".join(f"{n} steps" for n in counts)
-                       + f" | steps within 10% of {steps[0]['reference_steps']} |",
-                       "|---|---:|---:|" + "---:|" * (len(counts) + 1)]
+                       + f" | Monte Carlo error | first count within 10% of {reference} "
+                       f"| from which on all within 10% |",
+                       "|---|---:|---:|" + "---:|" * (len(counts) + 3)]
         for row in steps:
             step_lines.append(f"| {row['operator']} | {row['samples']} | {row['prior_distance']:.3f} | "
                               + " | ".join(f"{row['distances'][n]:.3f}" for n in counts)
-                              + f" | **{row['steps_within_tolerance']}** |")
+                              + f" | {row['monte_carlo_errors'][reference]:.3f} | {row['first_within_tolerance']} "
+                              f"| **{row['steps_within_tolerance']}** |")
     return lines, step_lines, verdict
 
 
@@ -268,6 +274,7 @@ def verdict_line(name: str, values, target: float, fmt="{:.2f}x") -> str:
 
 def report(info: dict, plan: dict, steps: dict, deepinv: dict, elapsed: float, cuda: bool) -> str:
     step_lines, verdicts = step_tables(steps, list(steps["models"]["decoder_parameters"]))
+    probes = {name: p for name, p in steps["probe"].items() if name != "guided step difference"}
     dlines, slines, dverdict = deepinv_tables(deepinv)
     repeats = ", ".join(f"{k}: {v}" for k, v in plan["repeats"].items())
     models = steps["models"]
@@ -303,16 +310,17 @@ def report(info: dict, plan: dict, steps: dict, deepinv: dict, elapsed: float, c
         "",
         "## 1. Per-step cost of guidance", "",
         "\"dps\": gradient through the UNet and the decoder; \"fast\": through the decoder only. "
-        "\"checkpointed\": the decoder's blocks under gradient checkpointing (forced on; by default it turns on "
-        "by itself only when the decoder's saved activations would exceed half the free memory).", "",
+        "\"checkpointed\": the UNet's and the decoder's blocks under gradient checkpointing (forced on; by "
+        "default it turns on by itself only when the decoder's saved activations would exceed half the free "
+        "memory).", "",
         *step_lines,
         "### Targets", "",
         verdict_line("dps step / (UNet fwd+input-bwd + decoder fwd+input-bwd)", verdicts["dps_time"], TIME_TARGET),
         verdict_line("fast step / (plain step + decoder fwd+input-bwd)", verdicts["fast_time"], TIME_TARGET),
         verdict_line("peak memory dps / plain", verdicts["dps_memory"], MEMORY_TARGET),
-        verdict_line("peak memory dps with checkpointed decoder / plain", verdicts["dps_memory_checkpointed"],
+        verdict_line("peak memory dps, checkpointed / plain", verdicts["dps_memory_checkpointed"],
                      MEMORY_TARGET),
-        verdict_line("dps with checkpointed decoder / (UNet + decoder floor)", verdicts["dps_checkpointed_time"],
+        verdict_line("dps, checkpointed / (UNet + decoder floor)", verdicts["dps_checkpointed_time"],
                      TIME_TARGET),
         "",
         "### The way out of inference mode (`autograd_ready`)", "",
@@ -324,10 +332,12 @@ def report(info: dict, plan: dict, steps: dict, deepinv: dict, elapsed: float, c
         "latent pixel (two tiny decodes with autograd, 4x4 and 8x8 latents; the first-ever call at these shapes "
         "includes the CPU's one-off kernel set-up): "
         + "; ".join(f"{name}: {p['seconds']:.3f} s, {p['saved_bytes_per_latent_pixel'] / 1024:.0f} KiB per latent pixel"
-                    for name, p in steps["probe"].items())
-        + ". Checkpointing changes no gradient: largest difference between the decoder's input gradients "
-        "with and without it (16x16 latent) "
-        + "; ".join(f"{name}: {p['checkpointed_gradient_max_difference']:.1e}" for name, p in steps["probe"].items())
+                    for name, p in probes.items())
+        + ". Checkpointing changes no gradient: largest difference with and without it (16x16 latent) of the "
+        "decoder's input gradients "
+        + "; ".join(f"{name}: {p['checkpointed_gradient_max_difference']:.1e}" for name, p in probes.items())
+        + ", of a whole guided dps step (UNet and decoder checkpointed) "
+        + "; ".join(f"{name}: {d:.1e}" for name, d in steps["probe"]["guided step difference"].items())
         + ". Whether it chose checkpointing for the default \"dps\"/\"fast\" rows above: "
         + "; ".join(f"{latent}: " + ", ".join(f"{k.replace(' step', '')} {'on' if v else 'off'}"
                                              for k, v in r["auto_checkpointing"].items())
@@ -352,8 +362,10 @@ def report(info: dict, plan: dict, steps: dict, deepinv: dict, elapsed: float, c
         "",
         "## 4. Steps to converge on the same prior", "",
         "Our DPS (same set-up as section 3, 1 call per step) at each step count: distance of the sample mean to "
-        "the exact posterior mean; the last column is the fewest steps from which on every count is within 10% "
-        "of the largest count's distance.", "",
+        "the exact posterior mean; the Monte Carlo error (sqrt of the summed per-pixel sample variances over the "
+        "number of samples, at the largest count) says how much of a difference is sampling noise; the last "
+        "columns give the fewest steps within 10% of the largest count's distance, and the fewest from which on "
+        "every count is.", "",
         *slines,
         "",
     ]

@@ -54,13 +54,13 @@ def timing_sampler(record: list):
 
 
 def with_checkpointing(setting, fn, *args):
-    """fn(*args) with guidance_patch.DECODER_CHECKPOINTING set to `setting` (restored after)."""
-    saved = guidance_patch.DECODER_CHECKPOINTING
-    guidance_patch.DECODER_CHECKPOINTING = setting
+    """fn(*args) with guidance_patch.GRADIENT_CHECKPOINTING set to `setting` (restored after)."""
+    saved = guidance_patch.GRADIENT_CHECKPOINTING
+    guidance_patch.GRADIENT_CHECKPOINTING = setting
     try:
         return fn(*args)
     finally:
-        guidance_patch.DECODER_CHECKPOINTING = saved
+        guidance_patch.GRADIENT_CHECKPOINTING = saved
 
 
 class StepBench:
@@ -175,7 +175,8 @@ class StepBench:
     def configurations(self, latent: int, modes=("dps", "fast"), floors: bool = True, vae_names=None,
                        checkpointed=()) -> dict:
         """name -> callable (returning the step seconds it measured, or None to be wall-timed).
-        Modes in `checkpointed` are also run with the decoder's gradient checkpointing forced on."""
+        Modes in `checkpointed` are also run with gradient checkpointing forced on (the UNet's
+        blocks in "dps" mode, and the decoder's)."""
         measurement = self.problem(latent)
         calls = {"plain step": lambda: self._run(self.unet, latent)}
         for name in vae_names or self.vaes:
@@ -216,10 +217,29 @@ class StepBench:
         for name, patch in self.patches.items():  # what the default ("auto") decided for this size
             probe = torch.zeros(1, 4, latent, latent, device=self.device, requires_grad=True)
             with torch.inference_mode(False):
-                auto[name] = patch.renderer.checkpointing(probe)
+                auto[name] = patch.renderer.checkpointing(probe, "decoder")
         medians, samples = interleaved(calls, repeats, warmup=max(warmup - 1, 0)) if repeats else ({}, {})
         return {"latent": latent, "pixels": (8 * latent) ** 2, "seconds": medians, "samples": samples,
                 "memory": memory, "first_call": first_call, "auto_checkpointing": auto}
+
+    def guided_difference(self, latent: int = 16) -> dict:
+        """Largest difference between one guided Euler step ("dps") with and without gradient
+        checkpointing of the UNet and the decoder, per decoder (0 when nothing changes)."""
+        measurement = self.problem(latent)
+        out = {}
+        for name, vae in self.vaes.items():
+            patched, _ = guided_model(self.unet, measurement, "dps", 1.0, vae=vae)
+            results = []
+            for setting in (False, True):
+                def run(patched=patched):
+                    with torch.inference_mode():
+                        noise = torch.randn(1, 4, latent, latent, generator=torch.Generator().manual_seed(0))
+                        return comfy.sample.sample_custom(patched, noise, 1.0, timing_sampler([]), torch.tensor(SIGMAS),
+                                                          self.cond, self.cond, torch.zeros_like(noise),
+                                                          disable_pbar=True, seed=0).clone()
+                results.append(with_checkpointing(setting, run))
+            out[name] = (results[0] - results[1]).abs().max().item()
+        return out
 
     def probe_cost(self) -> dict:
         """Seconds and bytes per latent pixel of the one-off measurement behind the automatic
