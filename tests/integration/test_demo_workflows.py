@@ -13,7 +13,7 @@ from safetensors.torch import load_file
 
 from demo import find, load_png, photo, png_bytes, recompute_measurement, run_prompt
 from graphs import node
-from workflow_api import check_workflow, ui_to_api
+from workflow_api import WIDGET_TYPES, check_workflow, ui_to_api
 
 pytestmark = pytest.mark.server
 
@@ -34,6 +34,24 @@ def small_photo(server):
     picture = photo("astronaut", SMALL)
     server.upload_file("dps_demo_astronaut.png", png_bytes(picture))
     return picture.astype(np.float32) / 255.0
+
+
+def frontend_widget_values(info):
+    """How many widgets_values the frontend (1.32) stores for a node: one per widget input, one
+    more for an upload button, and one more for the "control after generate" widget it adds to
+    inputs with control_after_generate and, unless that is set to false, to INT inputs named
+    "seed" or "noise_seed"."""
+    count = 0
+    for section in ("required", "optional"):
+        for name, spec in info["input"].get(section, {}).items():
+            kind, options = spec[0], (spec[1] if len(spec) > 1 and isinstance(spec[1], dict) else {})
+            if options.get("forceInput") or not (isinstance(kind, list) or kind in WIDGET_TYPES):
+                continue
+            count += 1 + bool(options.get("image_upload"))
+            control = options.get("control_after_generate")
+            if control or (control is None and kind == "INT" and name in ("seed", "noise_seed")):
+                count += 1
+    return count
 
 
 def load(task):
@@ -63,6 +81,13 @@ def test_demo_workflow_is_valid_for_the_live_server(task, object_info):
         assert link_id in nodes[origin]["outputs"][origin_slot]["links"]
         assert nodes[origin]["outputs"][origin_slot]["type"] == kind
         assert nodes[target]["inputs"][target_slot]["link"] == link_id
+    for item in workflow["nodes"]:
+        if item["type"] != "Note":
+            # Otherwise the frontend shifts the values, or a seed's control widget falls back to "randomize".
+            expected = frontend_widget_values(object_info[item["type"]])
+            assert len(item.get("widgets_values", [])) == expected, (item["type"], item.get("widgets_values"))
+            if "seed" in str(object_info[item["type"]]["input"]):
+                assert "randomize" not in item["widgets_values"], item
     prompt = ui_to_api(workflow, object_info)
     assert prompt[find(prompt, "LoadImage")]["inputs"]["image"] == "dps_demo_astronaut.png"
     assert "Note" not in {n["class_type"] for n in prompt.values()}
@@ -90,7 +115,7 @@ def test_demo_workflow_runs_to_success(task, server, object_info, small_photo):
 
 
 def quality_graph(strength, steps, seed=0):
-    """Demo prior, 4x super-resolution of the held-out photo with noise 0.02, DPS KSampler."""
+    """Demo prior, half the pixels of the held-out photo missing, noise 0.02, DPS KSampler."""
     return {
         "image": node("LoadImage", image="dps_demo_astronaut.png"),
         "operator": node("DPSRandomInpaintingOperator", missing_fraction=0.5, seed=0),
@@ -120,6 +145,7 @@ def test_dps_with_the_demo_prior_explains_the_measurement(server, small_photo):
         measurement, _ = recompute_measurement(graph, small_photo)
         image = ((latent.float() + 1) / 2).clamp(0, 1)
         residuals[strength] = float(measurement.normalized_residual(image)[0])
+    print(f"normalised residual: DPS {residuals[1.0]:.2f}, plain sampling {residuals[0.0]:.2f}")
     assert residuals[1.0] * 3 < residuals[0.0], residuals
     assert residuals[1.0] < 2.5, residuals
     assert all(math.isfinite(v) for v in residuals.values()), residuals
