@@ -16,7 +16,7 @@ What it does, in order:
 Exit status 1 if anything failed (a prompt error, a missing output, a non-finite result).
 
     .venv/bin/python scripts/demo.py [--size 128] [--photos astronaut,coffee] [--steps N]
-    .venv/bin/python scripts/demo.py --update-docs    # also refresh docs/images and thumbnails
+    .venv/bin/python scripts/demo.py --update-docs    # also refresh docs/images/demo-*.png
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ import argparse
 import json
 import math
 import pathlib
+import signal
 import platform
 import re
 import shutil
@@ -412,21 +413,28 @@ def machine() -> str:
             f"({torch.get_num_threads()} threads), Python {platform.python_version()}")
 
 
-def write_docs(rows_by_task: dict, out_dir: pathlib.Path) -> None:
-    """Figures for docs/images (JPEG) and workflow thumbnails (measurement | DPS of the first photo)."""
+def write_docs(rows_by_task: dict, out_dir: pathlib.Path, thumbnails: bool) -> None:
+    """The figures for docs/images (PNG, 256 colours, well under 300 KB) and, with `thumbnails`,
+    workflow thumbnails (measurement | DPS result of the first photograph)."""
     images_dir = ROOT / "docs" / "images"
     images_dir.mkdir(parents=True, exist_ok=True)
     for task, rows in rows_by_task.items():
+        target = images_dir / f"demo-{task}.png"
         with Image.open(out_dir / f"demo-{task}.png") as fig:
-            fig.convert("RGB").save(images_dir / f"demo-{task}.jpg", quality=85, optimize=True)
+            small = fig.convert("RGB").quantize(colors=256, method=Image.Quantize.MEDIANCUT)
+            small.save(target, optimize=True)
+        log(f"  wrote {target.relative_to(ROOT)} ({target.stat().st_size // 1024} KB)")
+        if not thumbnails:
+            continue
         first = rows[0]["images"]
         side = 128
         thumb = Image.new("RGB", (2 * side + 4, side), "white")
         for i, key in enumerate(("measurement", "dps")):
             picture = Image.fromarray((np.clip(first[key], 0, 1) * 255).round().astype(np.uint8))
             thumb.paste(picture.resize((side, side), Image.Resampling.NEAREST), (i * (side + 4), 0))
-        thumb.save(WORKFLOWS / TASKS[task][0].replace(".json", ".jpg"), quality=88)
-        log(f"  wrote docs/images/demo-{task}.jpg and workflows/{TASKS[task][0].replace('.json', '.jpg')}")
+        path = WORKFLOWS / TASKS[task][0].replace(".json", ".jpg")
+        thumb.save(path, quality=88)
+        log(f"  wrote {path.relative_to(ROOT)}")
 
 
 def parse_args(argv=None):
@@ -440,12 +448,16 @@ def parse_args(argv=None):
     p.add_argument("--scheduler", default=None, help="override the workflows' scheduler")
     p.add_argument("--guidance_strength", type=float, default=None, help="override the guidance strength")
     p.add_argument("--seed", type=int, default=None, help="override the DPS KSampler seed")
-    p.add_argument("--update-docs", action="store_true", help="also write docs/images/demo-*.jpg and thumbnails")
+    p.add_argument("--update-docs", action="store_true", help="also write the figures to docs/images/demo-*.png")
+    p.add_argument("--thumbnails", action="store_true",
+                   help="with --update-docs, also replace the workflow thumbnails by measurement | DPS pictures")
     return p.parse_args(argv)
 
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    # A terminated demo still stops its ComfyUI server (SystemExit unwinds the `with` block).
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     photos = [p for p in args.photos.split(",") if p]
     tasks = [t for t in args.tasks.split(",") if t]
     for name in photos:
@@ -508,7 +520,7 @@ def main(argv=None) -> int:
     }, indent=2))
     log(f"wrote {out_dir}/ (figures demo-<task>.png, results.md, results.json)")
     if args.update_docs and by_task:
-        write_docs(by_task, out_dir)
+        write_docs(by_task, out_dir, args.thumbnails)
     if failures:
         log("\nFAILED:\n  " + "\n  ".join(failures))
         return 1

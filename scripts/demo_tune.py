@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import pathlib
+import signal
 import sys
 import tempfile
 import time
@@ -42,6 +43,7 @@ def main(argv=None) -> int:
     p.add_argument("--configs", nargs="+", default=["euler_ancestral:50:1"],
                    help="sampler:steps:strength[:scheduler] settings to compare")
     args = p.parse_args(argv)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # a terminated run still stops its server
     picture = tuning_photo(args.size)
     rows = []
     out_dir = pathlib.Path(tempfile.mkdtemp(prefix="dps-tune-"))
