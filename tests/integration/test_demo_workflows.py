@@ -65,6 +65,13 @@ def test_the_four_demo_workflows_ship_with_thumbnails():
         assert thumbnails, f"{path.name} has no thumbnail"
 
 
+def test_the_workflow_files_are_what_their_generator_writes():
+    import demo_workflows
+
+    stale = [t for t in demo_workflows.TASKS if demo_workflows.path_of(t).read_text() != demo_workflows.render(t)]
+    assert not stale, f"run scripts/demo_workflows.py to rewrite: {stale}"
+
+
 @pytest.mark.parametrize("task", TASKS)
 def test_demo_workflow_is_valid_for_the_live_server(task, object_info):
     workflow = load(task)
