@@ -240,7 +240,7 @@ def build(task: str) -> dict:
     report = g.add("PreviewAny", (x0 + 1020, 520), (300, 120), inputs=[("source", "*")],
                    title="Preview as Text (report)")
     g.link(sampler, 2, report, "source")
-    g.add("Note", (40, 720 if task == "inpainting-box" else 560), (560, 330),
+    g.add("Note", (40, 720 if task == "inpainting-box" else 580), (560, 330),
           widgets=[spec["note"] + NOTE_COMMON], title="Note: what this workflow does", color=("#432", "#653"))
     return g.workflow()
 
