@@ -326,6 +326,8 @@ def blur_baseline(crops, seed=99):
                 y = x_t
             else:
                 r = int(math.ceil(3 * width))
+                if r >= min(crops.shape[-2:]):
+                    continue  # reflect padding needs a radius below the crop side (small --crop)
                 k = torch.exp(-(torch.arange(-r, r + 1, device=crops.device, dtype=torch.float32) ** 2) / (2 * width ** 2))
                 k = (k / k.sum()).view(1, 1, 1, -1).repeat(3, 1, 1, 1)
                 y = F.conv2d(F.pad(x_t, (r, r, 0, 0), mode="reflect"), k, groups=3)
