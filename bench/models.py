@@ -62,11 +62,20 @@ class SDLikeUNetConfig(comfy.supported_models_base.BASE):
     supported_inference_dtypes = [torch.float16, torch.bfloat16, torch.float32]
 
 
-def sd_like_unet(dtype: torch.dtype = torch.float32, seed: int = 0):
+#: SD1.5's own UNet layout at full width (860M parameters), for the full-size memory check.
+SD15_UNET = dict(
+    SDLikeUNetConfig.unet_config, model_channels=320,
+    transformer_depth=[1, 1, 1, 1, 1, 1, 0, 0],
+    transformer_depth_output=[1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0],  # popped from the end: level 3 first
+)
+
+
+def sd_like_unet(dtype: torch.dtype = torch.float32, seed: int = 0, full_size: bool = False):
     """A ModelPatcher around ComfyUI's UNetModel (EPS, SD1.5 latent format), weights made in
-    inference mode."""
+    inference mode; scaled down unless `full_size` (SD1.5's own layout and width)."""
     with torch.inference_mode():
-        config = SDLikeUNetConfig(dict(SDLikeUNetConfig.unet_config, dtype=dtype))
+        unet_config = SD15_UNET if full_size else SDLikeUNetConfig.unet_config
+        config = SDLikeUNetConfig(dict(unet_config, dtype=dtype))
         load_device = comfy.model_management.get_torch_device()
         model = comfy.model_base.BaseModel(config, model_type=comfy.model_base.ModelType.EPS, device=load_device)
         _initialise(model.diffusion_model, seed)
@@ -94,20 +103,21 @@ def _state_dict(module: torch.nn.Module, seed: int) -> dict:
         return {k: v.detach().clone() for k, v in module.state_dict().items()}
 
 
-def taesd_vae(seed: int = 0):
-    """comfy.sd.VAE detected as TAESD from a state dict (the real architecture), loaded in
-    inference mode as VAELoader does."""
+def taesd_vae(seed: int = 0, full_size: bool = False):
+    """comfy.sd.VAE detected as TAESD from a state dict (the real architecture at its real size,
+    whatever `full_size` says), loaded in inference mode as VAELoader does."""
     sd = _state_dict(comfy.taesd.taesd.TAESD(), seed)
     with torch.inference_mode():
         return comfy.sd.VAE(sd=sd)
 
 
-def kl_vae(seed: int = 0):
-    """comfy.sd.VAE around ComfyUI's AutoencoderKL with SD's ddconfig at ch 32, loaded in
-    inference mode."""
-    sd = _state_dict(comfy.ldm.models.autoencoder.AutoencoderKL(ddconfig=KL_DDCONFIG, embed_dim=4), seed)
+def kl_vae(seed: int = 0, full_size: bool = False):
+    """comfy.sd.VAE around ComfyUI's AutoencoderKL with SD's ddconfig at ch 32 (SD's own ch 128
+    if `full_size`), loaded in inference mode."""
+    ddconfig = dict(KL_DDCONFIG, ch=128) if full_size else KL_DDCONFIG
+    sd = _state_dict(comfy.ldm.models.autoencoder.AutoencoderKL(ddconfig=ddconfig, embed_dim=4), seed)
     config = {"target": "comfy.ldm.models.autoencoder.AutoencoderKL",
-              "params": {"ddconfig": KL_DDCONFIG, "embed_dim": 4}}
+              "params": {"ddconfig": ddconfig, "embed_dim": 4}}
     with torch.inference_mode():
         return comfy.sd.VAE(sd=sd, config=config)
 

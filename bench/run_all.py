@@ -10,6 +10,8 @@
 3. Our DPS against deepinv's DPS on an analytic Gaussian prior: time per denoiser call and distance
    of the sample mean to the exact posterior mean.
 4. Steps our DPS needs to come within 10% of its 1000-step result on the same prior.
+5. Section 1 again at two sizes with SD1.5's own UNet and VAE (the memory ratio depends on how large
+   the weights are next to the activations).
 
 Runs unchanged on CUDA when present (bigger repeat counts; memory from torch.cuda).
 Operator timings are a separate benchmark (bench/bench_operators.py, bench/operators_results.md);
@@ -38,15 +40,18 @@ MEMORY_TARGET = 2.0
 
 def settings(args, cuda: bool) -> dict:
     if args.quick:
-        return {"sizes": [16, 24], "repeats": {16: 2, 24: 2}, "growth": [32], "samples": 100,
+        return {"sizes": [16, 24], "repeats": {16: 2, 24: 2}, "growth": [32], "samples": 100, "full_size": None,
                 "calls": 30, "deepinv_repeats": 1, "steps": [5, 10, 30], "step_operators": ["blur"],
                 "operators": ["blur"]}
     if cuda:
         return {"sizes": [32, 48, 64], "repeats": {32: 10, 48: 10, 64: 10}, "growth": [96, 128], "samples": 300,
+                "full_size": {"latents": [64, 128], "repeats": 5},
                 "calls": 100, "deepinv_repeats": 3, "steps": [10, 20, 50, 100, 200, 1000],
                 "step_operators": ["blur", "inpainting"], "operators": ["blur", "inpainting", "super-resolution"]}
     # 2 CPU cores: each extra repeat at 64x64 costs about a minute; 96 and 128 run once.
+    # Full size: SD1.5's own UNet and VAE at 256x256 and 512x512, one timed repeat after the warm-up.
     return {"sizes": [32, 48, 64], "repeats": {32: 3, 48: 3, 64: 2}, "growth": [96, 128], "samples": 300,
+            "full_size": {"latents": [32, 64], "repeats": 1},
             "calls": 100, "deepinv_repeats": 3, "steps": [10, 20, 50, 100, 200, 1000],
             "step_operators": ["blur", "inpainting"], "operators": ["blur", "inpainting", "super-resolution"]}
 
@@ -101,6 +106,26 @@ def run_step_costs(plan: dict, dev, baseline: MemoryBaseline) -> dict:
             fits[key] = fit_exponent(pixels, values)
     return {"models": bench.info, "workaround": workaround, "probe": probe, "sizes": sizes, "growth": growth,
             "fits": fits}
+
+
+def run_full_size(plan: dict, dev) -> dict | None:
+    """Table 1's measurements with SD1.5's own UNet (860M parameters) and AutoencoderKL (ch 128):
+    the memory ratio depends on how large the weights are next to the activations, and the scaled
+    models have 1/23 of SD1.5's weights but 1/5 of its activations."""
+    if not plan.get("full_size"):
+        return None
+    from bench.step_cost import StepBench
+
+    started = time.perf_counter()
+    baseline = MemoryBaseline(dev)  # after table 1's models are gone
+    bench = StepBench(dev, baseline, vae_names=("AutoencoderKL",), full_size=True)
+    log(f"full-size models built in {time.perf_counter() - started:.1f} s: {bench.info}")
+    sizes = {}
+    for latent in plan["full_size"]["latents"]:
+        sizes[latent] = bench.measure(latent, repeats=plan["full_size"]["repeats"], checkpointed=("dps",))
+        log(f"full size, latent {latent}: {time.perf_counter() - started:.0f} s "
+            + ", ".join(f"{k} {v:.3f}" for k, v in sizes[latent]["seconds"].items()))
+    return {"models": bench.info, "sizes": sizes}
 
 
 def _growth_row(result: dict, vae: str) -> dict:
@@ -262,6 +287,27 @@ def deepinv_tables(result: dict) -> tuple[list[str], dict]:
     return lines, step_lines, verdict
 
 
+def full_size_section(result: dict | None, repeats: int = 0) -> list[str]:
+    if result is None:
+        return []
+    lines, verdicts = step_tables(result, ["AutoencoderKL"])
+    models = result["models"]
+    return [
+        "## 5. At SD1.5's real size", "",
+        f"Table 1 again with SD1.5's own UNet layout and width (model_channels 320, attention at levels 0-2 and "
+        f"the middle block: {models['unet_parameters'] / 1e6:.0f}M parameters) and SD's AutoencoderKL (ch 128: "
+        f"{models['decoder_parameters']['AutoencoderKL'] / 1e6:.1f}M decoder parameters), float32, random weights. The memory ratios of table 1 are pessimistic: the scaled models keep 1/23 of SD1.5's "
+        "weights but 1/5 of its activations, and plain sampling's peak is mostly weights. Timed "
+        f"repeats after the warm-up call: {repeats}.", "",
+        *lines,
+        verdict_line("dps step / (UNet + decoder floor)", verdicts["dps_time"], TIME_TARGET),
+        verdict_line("fast step / (plain step + decoder floor)", verdicts["fast_time"], TIME_TARGET),
+        verdict_line("peak memory dps / plain", verdicts["dps_memory"], MEMORY_TARGET),
+        verdict_line("peak memory dps, checkpointed / plain", verdicts["dps_memory_checkpointed"], MEMORY_TARGET),
+        "",
+    ]
+
+
 def verdict_line(name: str, values, target: float, fmt="{:.2f}x") -> str:
     values = [v for v in values if v is not None]
     if not values:
@@ -310,9 +356,11 @@ def report(info: dict, plan: dict, steps: dict, deepinv: dict, elapsed: float, c
         "",
         "## 1. Per-step cost of guidance", "",
         "\"dps\": gradient through the UNet and the decoder; \"fast\": through the decoder only. "
-        "\"checkpointed\": the UNet's and the decoder's blocks under gradient checkpointing (forced on; by "
-        "default it turns on by itself only when the decoder's saved activations would exceed half the free "
-        "memory).", "",
+        "\"checkpointed\": the UNet's and the decoder's blocks under gradient checkpointing (forced on). By "
+        "default (\"auto\") it turns on by itself when the decoder's saved activations would exceed half the "
+        "free memory or half the weights in use (UNet + decoder): with these scaled models, whose weights are "
+        "small next to their activations, that is at every size here (the default rows are then checkpointed "
+        "too; see the line under the tables).", "",
         *step_lines,
         "### Targets", "",
         verdict_line("dps step / (UNet fwd+input-bwd + decoder fwd+input-bwd)", verdicts["dps_time"], TIME_TARGET),
@@ -368,6 +416,7 @@ def report(info: dict, plan: dict, steps: dict, deepinv: dict, elapsed: float, c
         "every count is.", "",
         *slines,
         "",
+        *full_size_section(steps.get("full_size"), (plan.get("full_size") or {}).get("repeats", 0)),
     ]
     changes = ROOT / "bench" / "changes.md"
     if changes.exists():
@@ -395,6 +444,7 @@ def main():
     if not args.skip_steps:
         steps = run_step_costs(plan, dev, baseline)
         steps["memory_method"] = baseline.method
+        steps["full_size"] = run_full_size(plan, dev)
     deepinv = run_deepinv(plan)
     import os
 

@@ -66,11 +66,11 @@ def with_checkpointing(setting, fn, *args):
 class StepBench:
     """Models built once (in inference mode), problems per latent size."""
 
-    def __init__(self, dev: torch.device, baseline: MemoryBaseline, vae_names=tuple(VAES)):
+    def __init__(self, dev: torch.device, baseline: MemoryBaseline, vae_names=tuple(VAES), full_size=False):
         self.device = dev
         self.baseline = baseline
-        self.unet = sd_like_unet()
-        self.vaes = {name: VAES[name]() for name in vae_names}
+        self.unet = sd_like_unet(full_size=full_size)
+        self.vaes = {name: VAES[name](full_size=full_size) for name in vae_names}
         self.cond = conditioning()
         self.patches = {}
         self.info = {
