@@ -96,12 +96,34 @@ def noise_coefficients(model_sampling, sigma: torch.Tensor) -> tuple[torch.Tenso
 
 #: Gradient checkpointing during guidance, of the decoder's blocks and (in "dps" mode) of the
 #: diffusion model's: "auto" turns it on for both when the activations the decoder alone would keep
-#: for the backward pass exceed CHECKPOINT_MEMORY_FRACTION of the device's free memory (large
-#: images); True / False force it on / off for both; "decoder" checkpoints the decoder only. It
-#: trades about one more forward pass for keeping only each block's input instead of its
-#: activations; gradients are unchanged.
+#: for the backward pass exceed CHECKPOINT_MEMORY_FRACTION of the device's free memory, or
+#: CHECKPOINT_WEIGHT_FRACTION of the weights in use (diffusion model + decoder); True / False force
+#: it on / off for both; "decoder" checkpoints the decoder only. It trades about one more forward
+#: pass for keeping only each block's input instead of its activations; gradients are unchanged.
+#: Why the weights: plain sampling's peak is mostly weights, while a "dps" step holds the diffusion
+#: model's and the decoder's activations at once, of the same order as each other (SD1.5 at 512 px,
+#: float32: 5.5 and 6.3 GB beside 3.6 GB of weights; bench/results.md, section 5). Once the
+#: decoder's alone pass half the weights, a step would need more than twice plain sampling's memory.
 GRADIENT_CHECKPOINTING = "auto"
 CHECKPOINT_MEMORY_FRACTION = 0.5
+CHECKPOINT_WEIGHT_FRACTION = 0.5
+
+
+def checkpoint_needed(saved_bytes: float, weight_bytes: float, free_bytes: float) -> bool:
+    """The "auto" rule: checkpoint when the decoder's saved activations would exceed half the free
+    memory or half the weights in use (see GRADIENT_CHECKPOINTING)."""
+    return saved_bytes > CHECKPOINT_MEMORY_FRACTION * free_bytes or saved_bytes > CHECKPOINT_WEIGHT_FRACTION * weight_bytes
+
+
+def tensor_bytes(*modules: torch.nn.Module) -> int:
+    """Bytes of the parameters and buffers of `modules` (shared tensors counted once)."""
+    seen, total = set(), 0
+    for module in modules:
+        for tensor in [*module.parameters(), *module.buffers()]:
+            if id(tensor) not in seen:
+                seen.add(id(tensor))
+                total += tensor.numel() * tensor.element_size()
+    return total
 
 
 def _weighted_leaves(module: torch.nn.Module, counts: dict) -> int:
@@ -163,6 +185,7 @@ class Renderer:
         self.vae = vae
         self._blocks = None
         self._bytes_per_latent_pixel = {}
+        self._weight_bytes = None
 
     def __call__(self, latent: torch.Tensor) -> torch.Tensor:
         if self.vae is None:
@@ -195,8 +218,10 @@ class Renderer:
             return False
         pixels = vae_latent.shape[0] * vae_latent.shape[-2] * vae_latent.shape[-1]
         needed = self.saved_bytes_per_latent_pixel(vae_latent) * pixels
+        if self._weight_bytes is None:
+            self._weight_bytes = tensor_bytes(self.base_model.diffusion_model, self.vae.first_stage_model)
         free = comfy.model_management.get_free_memory(vae_latent.device)
-        return needed > CHECKPOINT_MEMORY_FRACTION * free
+        return checkpoint_needed(needed, self._weight_bytes, free)
 
     def saved_bytes_per_latent_pixel(self, vae_latent: torch.Tensor) -> float:
         """Bytes the decoder keeps for backward per latent pixel, measured once per device and
