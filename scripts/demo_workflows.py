@@ -31,9 +31,9 @@ DEMO_IMAGE = "dps_demo_astronaut.png"
 SAMPLER = {"seed": 0, "steps": 100, "sampler_name": "euler_ancestral", "scheduler": "normal",
            "guidance_strength": 2.0, "guidance_mode": "dps"}
 
-#: The value of the "control after generate" widget that the frontend adds after every seed (inputs
-#: with control_after_generate, and any INT input named "seed" or "noise_seed"; its default is
-#: "randomize"): keep the seeds, so that a re-run repeats the measurement, the mask and the result.
+#: The value of the "control after generate" widget that the frontend adds after the sampler's seed
+#: (its default is "randomize"): keep the seed, so that a re-run repeats the result. The operator
+#: and measurement seeds have no such widget (control_after_generate=False).
 SEED_WIDGET = "fixed"
 
 
@@ -165,7 +165,7 @@ def operator_nodes(g: Graph, task: str, image: dict) -> dict:
                      widgets=[4, "bicubic"])
     if task == "inpainting-random":
         return g.add("DPSRandomInpaintingOperator", op_pos, (300, 82), outputs=[("operator", "DPS_OPERATOR")],
-                     widgets=[0.8, 0, SEED_WIDGET])
+                     widgets=[0.8, 0])
     if task == "deblur":
         return g.add("DPSGaussianBlurOperator", op_pos, (300, 82), outputs=[("operator", "DPS_OPERATOR")],
                      widgets=[13, 2.0])
@@ -202,7 +202,7 @@ def build(task: str) -> dict:
     simulate = g.add("DPSSimulateMeasurement", (x0, 60), (300, 130),
                      inputs=[("image", "IMAGE"), ("operator", "DPS_OPERATOR")],
                      outputs=[("measurement", "DPS_MEASUREMENT"), ("degraded", "IMAGE")],
-                     widgets=["gaussian", spec["noise_level"], 0, SEED_WIDGET])
+                     widgets=["gaussian", spec["noise_level"], 0])
     g.link(image, 0, simulate, "image")
     g.link(op, 0, simulate, "operator")
     degraded = g.add("PreviewImage", (x0, 240), (300, 300), inputs=[("images", "IMAGE")],
