@@ -257,25 +257,6 @@ def server_cpu_seconds(server) -> float:
         return 0.0
 
 
-def run_prompt(server, prompt: dict, on_event=None, timeout: float = 3600.0) -> dict:
-    """Queue a prompt, follow its events, and return {prompt_id, events, history}. The history
-    is polled: ComfyUI announces success a moment before it stores the history entry."""
-    ws, client_id = server.connect()
-    try:
-        prompt_id = server.queue_prompt(prompt, client_id)
-        events = server.wait(ws, prompt_id, timeout, on_event)
-    finally:
-        ws.close()
-    deadline = time.monotonic() + 60
-    while True:
-        history = server.get(f"/history/{prompt_id}") or {}
-        if prompt_id in history and history[prompt_id].get("status", {}).get("completed") is not None:
-            return {"prompt_id": prompt_id, "events": events, "history": history[prompt_id]}
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"prompt {prompt_id} finished but has no history entry")
-        time.sleep(0.2)
-
-
 def prepare_prompt(workflow: dict, object_info: dict, image_name: str, tag: str, args) -> dict:
     problems = check_workflow(workflow, object_info)
     if problems:
@@ -302,7 +283,7 @@ def run_one(server, object_info, task: str, name: str, truth_u8: np.ndarray, out
     prompt = prepare_prompt(workflow, object_info, image_name, name, args)
     sampler = prompt[find(prompt, "DPSKSampler")]["inputs"]
     start, cpu_start = time.monotonic(), server_cpu_seconds(server)
-    result = run_prompt(server, prompt, on_event=Progress(prompt, start))
+    result = server.run_prompt(prompt, timeout=3600.0, on_event=Progress(prompt, start))
     seconds, cpu = time.monotonic() - start, server_cpu_seconds(server) - cpu_start
     if result["history"]["status"].get("status_str") != "success":
         raise RuntimeError(f"prompt did not succeed: {result['history']['status']}")

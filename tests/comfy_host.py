@@ -5,20 +5,14 @@ without CUDA ComfyUI is told to use the CPU, as `--cpu` would.
 """
 
 import importlib.util
-import os
 import pathlib
 import sys
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
+if str(ROOT / "scripts") not in sys.path:
+    sys.path.append(str(ROOT / "scripts"))
 
-
-def comfyui_path() -> pathlib.Path:
-    if os.environ.get("COMFYUI_PATH"):
-        return pathlib.Path(os.environ["COMFYUI_PATH"])
-    recorded = ROOT / ".host" / "comfyui_path"
-    if recorded.exists():
-        return pathlib.Path(recorded.read_text().strip())
-    return ROOT / ".host" / "ComfyUI"
+from comfy_server import comfyui_path  # noqa: E402  (one rule for where ComfyUI is)
 
 
 def load_comfy():

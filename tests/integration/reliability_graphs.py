@@ -3,8 +3,6 @@ collecting a failure, and the small guided graphs they send."""
 
 from __future__ import annotations
 
-import time
-
 import pytest
 
 from comfy_server import PromptFailed
@@ -14,30 +12,11 @@ from graphs import node, tiny_blur_graph
 SIZE = 32
 
 
-def history_of(server, prompt_id: str, timeout: float = 30.0) -> dict:
-    """The prompt's history. ComfyUI sends execution_success before it stores the history (the
-    worker calls task_done afterwards), so it is polled for rather than read once."""
-    deadline = time.monotonic() + timeout
-    while True:
-        history = server.get(f"/history/{prompt_id}")
-        if prompt_id in history:
-            return history[prompt_id]
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"no history for {prompt_id} after {timeout} s")
-        time.sleep(0.05)
-
-
 def run(server, graph: dict, timeout: float = 300.0, on_event=None) -> dict:
     """Queue a graph, wait until it succeeds, and return {prompt_id, events, history}; raises PromptFailed."""
-    ws, client_id = server.connect()
-    try:
-        prompt_id = server.queue_prompt(graph, client_id)
-        events = server.wait(ws, prompt_id, timeout, on_event)
-    finally:
-        ws.close()
-    history = history_of(server, prompt_id)
-    assert history["status"]["status_str"] == "success", history["status"]
-    return {"prompt_id": prompt_id, "events": events, "history": history}
+    result = server.run_prompt(graph, timeout, on_event)
+    assert result["history"]["status"]["status_str"] == "success", result["history"]["status"]
+    return result
 
 
 def failure(server, graph: dict) -> tuple[str, dict]:

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from safetensors.torch import load_file
 
-from demo import find, load_png, photo, png_bytes, recompute_measurement, run_prompt
+from demo import find, load_png, photo, png_bytes, recompute_measurement
 from graphs import node
 from workflow_api import WIDGET_TYPES, check_workflow, ui_to_api
 
@@ -107,7 +107,7 @@ def test_demo_workflow_runs_to_success(task, server, object_info, small_photo):
     sampler["steps"] = 3
     save = prompt[find(prompt, "SaveImage")]
     save["inputs"]["filename_prefix"] = f"test_demo/{task}"
-    result = run_prompt(server, prompt)
+    result = server.run_prompt(prompt)
     history = result["history"]
     assert history["status"]["status_str"] == "success"
     assert sum(e["type"] == "progress" for e in result["events"]) >= 3
@@ -143,7 +143,7 @@ def test_dps_with_the_demo_prior_explains_the_measurement(server, small_photo):
     residuals = {}
     for strength in (1.0, 0.0):
         graph = quality_graph(strength, steps)
-        result = run_prompt(server, graph)
+        result = server.run_prompt(graph)
         progress = [e["data"] for e in result["events"] if e["type"] == "progress"]
         assert [p["value"] for p in progress][-1] == steps and progress[-1]["max"] == steps
         saved = result["history"]["outputs"]["save"]["tensors"][0]

@@ -14,7 +14,7 @@ import psutil
 import pytest
 
 from comfy_server import PromptFailed
-from reliability_graphs import executed_nodes, guided_graph, history_of, plain_graph, run, saved
+from reliability_graphs import executed_nodes, guided_graph, plain_graph, run, saved
 
 pytestmark = pytest.mark.server
 
@@ -68,7 +68,7 @@ def test_cancel_mid_run_stops_within_a_step_and_leaks_nothing(server, clean_run,
     assert seen["progress"] <= after_steps + 1, "more than one step ran after the interrupt"
     print(f"interrupt after step {after_steps}: stopped {latency:.2f} s later (one step: {step_time:.2f} s)")
     assert latency < 1.5 * step_time + 1.0, (latency, step_time)
-    assert history_of(server, prompt_id)["status"]["status_str"] == "error"
+    assert server.history(prompt_id)["status"]["status_str"] == "error"
 
     # The same graph again (a new cache key): equal to the clean run, so no patched model, gradient
     # state or half-finished guidance survived the interruption.
@@ -138,5 +138,5 @@ def test_a_queue_of_ten_mixed_prompts_matches_the_prompts_run_one_by_one(server)
     queued = []
     for prompt_id in prompt_ids:
         assert "sampler" in executed_nodes(events[prompt_id])
-        queued.append(saved(history_of(server, prompt_id))["digest"])
+        queued.append(saved(server.history(prompt_id))["digest"])
     assert queued == alone
