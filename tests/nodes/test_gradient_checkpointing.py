@@ -56,9 +56,14 @@ def block_calls(module: torch.nn.Module):
 
 def test_rule():
     mib = 2**20
-    assert not checkpoint_needed(49 * mib, weight_bytes=100 * mib, free_bytes=1000 * mib)
-    assert checkpoint_needed(51 * mib, weight_bytes=100 * mib, free_bytes=1000 * mib)  # half the weights
-    assert checkpoint_needed(51 * mib, weight_bytes=10_000 * mib, free_bytes=100 * mib)  # half the free memory
+    # "dps" (two networks): on once the decoder's activations pass half the weights
+    assert not checkpoint_needed(49 * mib, weight_bytes=100 * mib, free_bytes=1000 * mib, networks=2)
+    assert checkpoint_needed(51 * mib, weight_bytes=100 * mib, free_bytes=1000 * mib, networks=2)
+    # "fast" (the decoder only): once they pass the weights
+    assert not checkpoint_needed(99 * mib, weight_bytes=100 * mib, free_bytes=1000 * mib, networks=1)
+    assert checkpoint_needed(101 * mib, weight_bytes=100 * mib, free_bytes=1000 * mib, networks=1)
+    # either way once they pass half the free memory
+    assert checkpoint_needed(51 * mib, weight_bytes=10_000 * mib, free_bytes=100 * mib, networks=1)
     assert not checkpoint_needed(0, weight_bytes=0, free_bytes=0)
 
 
@@ -101,9 +106,10 @@ def test_checkpointed_blocks_are_recomputed_in_backward(vae_kind, monkeypatch):
 
 
 @pytest.mark.parametrize("vae_kind", list(VAES))
-def test_auto_follows_the_rule(vae_kind, monkeypatch):
-    """With "auto", checkpointing turns on once the decoder's saved activations for this latent pass
-    the chosen fraction of the weights in use, and stays off below it."""
+@pytest.mark.parametrize("mode, networks", [("dps", 2), ("fast", 1)])
+def test_auto_follows_the_rule(vae_kind, mode, networks, monkeypatch):
+    """With "auto", checkpointing turns on once the activations the backward keeps (the decoder's,
+    twice in "dps") pass the chosen fraction of the weights in use, and stays off below it."""
     model, vae, measurement = setup(vae_kind)
     monkeypatch.setattr(guidance_patch, "GRADIENT_CHECKPOINTING", "auto")
     monkeypatch.setattr(guidance_patch, "CHECKPOINT_MEMORY_FRACTION", float("inf"))  # the weight rule alone
@@ -115,16 +121,17 @@ def test_auto_follows_the_rule(vae_kind, monkeypatch):
     weights = tensor_bytes(model.model.diffusion_model, vae.first_stage_model)
     assert saved > 0 and weights > 0
     calls = {}
-    for fraction, expected in ((1.01 * saved / weights, False), (0.99 * saved / weights, True)):
+    for fraction, expected in ((1.01 * networks * saved / weights, False), (0.99 * networks * saved / weights, True)):
         monkeypatch.setattr(guidance_patch, "CHECKPOINT_WEIGHT_FRACTION", fraction)
-        with torch.inference_mode(False):
-            assert renderer.checkpointing(latent, "decoder") is expected
         decoder_calls, handles = block_calls(vae.first_stage_model)
         try:
-            sample(model, vae, measurement, "dps", steps=1)
+            _, patch = sample(model, vae, measurement, mode, steps=1)
         finally:
             for handle in handles:
                 handle.remove()
+        assert patch.renderer.networks == networks
+        with torch.inference_mode(False):
+            assert patch.renderer.checkpointing(latent, "decoder") is expected
         calls[expected] = len(decoder_calls)
     # Both counts include the new patch's probe (two tiny decodes); only the recomputation differs.
     assert calls[False] > 0 and calls[True] > calls[False], calls
