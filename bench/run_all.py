@@ -358,9 +358,10 @@ def report(info: dict, plan: dict, steps: dict, deepinv: dict, elapsed: float, c
         "\"dps\": gradient through the UNet and the decoder; \"fast\": through the decoder only. "
         "\"checkpointed\": the UNet's and the decoder's blocks under gradient checkpointing (forced on). By "
         "default (\"auto\") it turns on by itself when the decoder's saved activations would exceed half the "
-        "free memory, or, counted twice in \"dps\" (the UNet's are of the same order), the weights in use "
-        "(UNet + decoder): with these scaled models, whose weights are small next to their activations, that "
-        "is at every size here, so the default rows are checkpointed too (see the line under the tables).", "",
+        "free memory, and in \"dps\" also when twice them (the UNet's are of the same order) would exceed the "
+        "weights in use (UNet + decoder): with these scaled models, whose weights are small next to their "
+        "activations, that is at every size here, so the default dps rows are checkpointed too (see the line "
+        "under the tables).", "",
         *step_lines,
         "### Targets", "",
         verdict_line("dps step / (UNet fwd+input-bwd + decoder fwd+input-bwd)", verdicts["dps_time"], TIME_TARGET),

@@ -96,27 +96,27 @@ def noise_coefficients(model_sampling, sigma: torch.Tensor) -> tuple[torch.Tenso
 
 #: Gradient checkpointing during guidance, of the decoder's blocks and (in "dps" mode) of the
 #: diffusion model's: "auto" turns it on for both when the activations the decoder alone would keep
-#: for the backward pass exceed CHECKPOINT_MEMORY_FRACTION of the device's free memory, or when the
-#: activations the whole backward would keep exceed CHECKPOINT_WEIGHT_FRACTION of the weights in use
-#: (diffusion model + decoder); True / False force it on / off for both; "decoder" checkpoints the
-#: decoder only. It trades about one more forward pass for keeping only each block's input instead
-#: of its activations; gradients are unchanged.
-#: Why the weights: plain sampling's peak is mostly weights. A "fast" step adds the decoder's
-#: activations; a "dps" step holds the diffusion model's too, of the same order as the decoder's
-#: (SD1.5 at 512 px, float32: 5.5 and 6.3 GB beside 3.6 GB of weights; bench/results.md, section
-#: 5), so they are counted as the decoder's times two. Past the weights, a step would need more
-#: than twice plain sampling's memory.
+#: for the backward pass exceed CHECKPOINT_MEMORY_FRACTION of the device's free memory, and in "dps"
+#: mode also when the activations of the whole backward exceed CHECKPOINT_WEIGHT_FRACTION of the
+#: weights in use (diffusion model + decoder); True / False force it on / off for both; "decoder"
+#: checkpoints the decoder only. It trades about one more forward pass for keeping only each
+#: block's input instead of its activations; gradients are unchanged.
+#: Why the weights: plain sampling's peak is mostly weights, while a "dps" step holds the diffusion
+#: model's and the decoder's activations at once, of the same order as each other (SD1.5 at 512 px,
+#: float32: 5.5 and 6.3 GB beside 3.6 GB of weights; bench/results.md, section 5), counted here as
+#: twice the decoder's. Past the weights, the step would need more than twice plain sampling's
+#: memory. "fast" exists for speed: it is checkpointed only when memory is short.
 GRADIENT_CHECKPOINTING = "auto"
 CHECKPOINT_MEMORY_FRACTION = 0.5
 CHECKPOINT_WEIGHT_FRACTION = 1.0
 
 
-def checkpoint_needed(saved_bytes: float, weight_bytes: float, free_bytes: float, networks: int = 1) -> bool:
+def checkpoint_needed(saved_bytes: float, weight_bytes: float, free_bytes: float, through_model: bool) -> bool:
     """The "auto" rule (see GRADIENT_CHECKPOINTING): `saved_bytes` is what the decoder would keep
-    for backward, `networks` how many networks the backward goes through (2 in "dps": the diffusion
-    model's activations are taken to be as large as the decoder's)."""
-    return (saved_bytes > CHECKPOINT_MEMORY_FRACTION * free_bytes
-            or networks * saved_bytes > CHECKPOINT_WEIGHT_FRACTION * weight_bytes)
+    for backward; `through_model` says the backward also goes through the diffusion model ("dps")."""
+    if saved_bytes > CHECKPOINT_MEMORY_FRACTION * free_bytes:
+        return True
+    return through_model and 2 * saved_bytes > CHECKPOINT_WEIGHT_FRACTION * weight_bytes
 
 
 def tensor_bytes(*modules: torch.nn.Module) -> int:
@@ -190,7 +190,7 @@ class Renderer:
         self._blocks = None
         self._bytes_per_latent_pixel = {}
         self._weight_bytes = None
-        self.networks = 1  # how many networks the backward goes through: 2 when the denoiser's is too
+        self.through_model = True  # whether the backward also goes through the diffusion model
 
     def __call__(self, latent: torch.Tensor) -> torch.Tensor:
         if self.vae is None:
@@ -226,7 +226,7 @@ class Renderer:
         if self._weight_bytes is None:
             self._weight_bytes = tensor_bytes(self.base_model.diffusion_model, self.vae.first_stage_model)
         free = comfy.model_management.get_free_memory(vae_latent.device)
-        return checkpoint_needed(needed, self._weight_bytes, free, self.networks)
+        return checkpoint_needed(needed, self._weight_bytes, free, self.through_model)
 
     def saved_bytes_per_latent_pixel(self, vae_latent: torch.Tensor) -> float:
         """Bytes the decoder keeps for backward per latent pixel, measured once per device and
@@ -298,7 +298,7 @@ class GuidancePatch:
         self.guidance = guidance or GUIDANCE_MODES[mode]
         self.strength = float(strength)
         self.renderer = Renderer(model_patcher, vae)
-        self.renderer.networks = 1 if self.guidance is GUIDANCE_MODES["fast"] else 2
+        self.renderer.through_model = self.guidance is not GUIDANCE_MODES["fast"]
         self.model_sampling = model_patcher.get_model_object("model_sampling")
         self.base_model = model_patcher.model
         self.trace = GuidanceTrace()
