@@ -25,7 +25,7 @@ load_pack()
 import comfy.model_patcher  # noqa: E402
 import comfy.sample  # noqa: E402
 import deepinv  # noqa: E402
-from dps_test_pack.gaussian_prior import GaussianPrior, gaussian_prior_model, linear_posterior  # noqa: E402
+from dps_test_pack.gaussian_prior import GaussianPrior, gaussian_prior_model, image_posterior  # noqa: E402
 
 from comfyui_dps.dps.measurement import simulate  # noqa: E402
 from comfyui_dps.dps.noise import GaussianNoise  # noqa: E402
@@ -53,24 +53,14 @@ class Problem:
         return (samples.reshape(samples.shape[0], -1).double().mean(0) - self.post_mean).norm().item()
 
 
-def operator_matrix(operator, shape) -> torch.Tensor:
-    n = int(torch.tensor(shape).prod())
-    basis = torch.eye(n, dtype=torch.float64).reshape(n, *shape)
-    return operator.forward(basis).reshape(n, -1).T.contiguous()
-
-
 def make_problem(operator_name: str = "blur", shape=(3, 8, 8), correlation: float = 2.0) -> Problem:
     """The 192-pixel Gaussian problem of tests/nodes/test_posterior_sampling.py (same seeds)."""
     prior = GaussianPrior(shape=shape, seed=0, correlation=correlation)
     operator = OPERATORS[operator_name]()
     truth = prior.sample(1, seed=5)
     measurement = simulate(((truth + 1) / 2).float(), operator, GaussianNoise(NOISE), seed=7)
-    # The image is (x + 1) / 2, so y = B x + c + noise with B = A / 2 and c = A 1 / 2.
-    matrix = operator_matrix(operator, prior.shape) / 2
-    offset = matrix @ torch.ones(prior.n, dtype=torch.float64)
-    y = measurement.y.reshape(-1).double()
-    post_mean, _ = linear_posterior(prior.mean[None], prior.cov, matrix, offset, y, NOISE)
-    return Problem(prior, operator, measurement, post_mean[0], (prior.mean - post_mean[0]).norm().item())
+    _, _, post_mean, _ = image_posterior(prior, operator, measurement.y, NOISE)
+    return Problem(prior, operator, measurement, post_mean, (prior.mean - post_mean).norm().item())
 
 
 # ----------------------------------------------------------------------------------------------

@@ -77,6 +77,24 @@ def linear_posterior(mean, cov, matrix, offset, y, noise_sigma):
     return mean + residual @ gain.T, cov - gain @ matrix @ cov
 
 
+def operator_matrix(operator, shape) -> torch.Tensor:
+    """The matrix of a linear operator on images of `shape`, column by column (float64)."""
+    n = int(torch.tensor(shape).prod())
+    basis = torch.eye(n, dtype=torch.float64).reshape(n, *shape)
+    return operator.forward(basis).reshape(n, -1).T.contiguous()
+
+
+def image_posterior(prior: GaussianPrior, operator, y: torch.Tensor, noise_sigma: float):
+    """The exact posterior of x given a measurement y of the image (x + 1) / 2.
+
+    y = A (x + 1) / 2 + noise = B x + c + noise with B = A / 2 and c = A 1 / 2. Returns
+    (B, c, posterior mean [n], posterior covariance [n, n])."""
+    matrix = operator_matrix(operator, prior.shape) / 2
+    offset = matrix @ torch.ones(prior.n, dtype=torch.float64)
+    mean, cov = linear_posterior(prior.mean[None], prior.cov, matrix, offset, y.reshape(-1).double(), noise_sigma)
+    return matrix, offset, mean[0], cov
+
+
 class ExactDenoiserNet(torch.nn.Module):
     """Stands in the UNet slot: returns the family's model output for the exact denoiser."""
 

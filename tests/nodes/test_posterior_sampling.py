@@ -16,7 +16,12 @@ from comfy_host import load_pack
 pack = load_pack()
 
 import comfy.sample  # noqa: E402
-from dps_test_pack.gaussian_prior import GaussianPrior, gaussian_prior_model, linear_posterior  # noqa: E402
+from dps_test_pack.gaussian_prior import (  # noqa: E402
+    GaussianPrior,
+    gaussian_prior_model,
+    image_posterior,
+    linear_posterior,
+)
 
 from comfyui_dps.dps.measurement import simulate  # noqa: E402
 from comfyui_dps.dps.noise import GaussianNoise  # noqa: E402
@@ -27,23 +32,12 @@ NOISE = 0.05
 SCHEDULERS = {"eps": "karras", "v_prediction": "karras", "flow": "simple"}
 
 
-def operator_matrix(operator, shape):
-    """The matrix of a linear operator, column by column."""
-    n = int(torch.tensor(shape).prod())
-    basis = torch.eye(n, dtype=torch.float64).reshape(n, *shape)
-    return operator.forward(basis).reshape(n, -1).T.contiguous()
-
-
 def make_problem(shape, operator, correlation=1.5):
     prior = GaussianPrior(shape=shape, seed=0, correlation=correlation)
     truth = prior.sample(1, seed=5)
     measurement = simulate(((truth + 1) / 2).float(), operator, GaussianNoise(NOISE), seed=7)
-    # In pixel space the image is (x + 1) / 2, so y = B x + c + noise with B = A / 2, c = A 1 / 2.
-    matrix = operator_matrix(operator, prior.shape) / 2
-    offset = matrix @ torch.ones(prior.n, dtype=torch.float64)
-    y = measurement.y.reshape(-1).double()
-    post_mean, post_cov = linear_posterior(prior.mean[None], prior.cov, matrix, offset, y, NOISE)
-    return prior, measurement, matrix, offset, y, post_mean[0], post_cov
+    matrix, offset, post_mean, post_cov = image_posterior(prior, operator, measurement.y, NOISE)
+    return prior, measurement, matrix, offset, measurement.y.reshape(-1).double(), post_mean, post_cov
 
 
 @pytest.fixture(scope="module")
