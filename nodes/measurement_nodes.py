@@ -17,9 +17,6 @@ from .image_layout import to_comfy, to_engine
 
 CATEGORY = "DPS/measurement"
 NOISE_MODELS = ("gaussian", "poisson")
-SEED_MAX = 0xFFFFFFFFFFFFFFFF
-# Seeds here say control_after_generate=False: the frontend otherwise gives every INT named seed a
-# "randomize" control, and each queued run would draw a new mask / noise (a new measurement).
 
 
 def noise_model_input():
@@ -159,8 +156,7 @@ class DPSSimulateMeasurement(io.ComfyNode):
                 operator_input("The forward model A (from an operator node) to apply to the image."),
                 noise_model_input(),
                 noise_level_input(),
-                io.Int.Input("seed", default=0, min=0, max=SEED_MAX, control_after_generate=False,
-                             tooltip="Seed of the noise; the same seed gives the same measurement."),
+                types.seed_input("Seed of the noise; the same seed gives the same measurement."),
             ],
             outputs=[
                 measurement_output("The simulated observation with its operator and noise model; it explains "

@@ -24,9 +24,6 @@ from . import types
 from .image_layout import to_comfy, to_engine
 
 CATEGORY = "DPS/operators"
-SEED_MAX = 0xFFFFFFFFFFFFFFFF
-# Seeds here say control_after_generate=False: the frontend otherwise gives every INT named seed a
-# "randomize" control, and each queued run would draw a new mask / noise (a new measurement).
 
 
 def operator_output(what: str) -> io.Output:
@@ -81,8 +78,7 @@ class DPSRandomInpaintingOperator(io.ComfyNode):
             inputs=[
                 io.Float.Input("missing_fraction", default=0.92, min=0.0, max=0.99, step=0.01,
                                tooltip="Fraction of pixels that are missing (the DPS paper used 0.92)."),
-                io.Int.Input("seed", default=0, min=0, max=SEED_MAX, control_after_generate=False,
-                             tooltip="Seed of the random mask; the same seed gives the same mask."),
+                types.seed_input("Seed of the random mask; the same seed gives the same mask."),
             ],
             outputs=[operator_output("random pixel masking")],
         )
@@ -167,9 +163,8 @@ class DPSMotionBlurOperator(io.ComfyNode):
                 io.Float.Input("intensity", default=0.5, min=0.0, max=1.0, step=0.05,
                                tooltip="How long and erratic the random shake is (0 = short and straight, "
                                        "1 = long and curly). Ignored when a kernel_image is connected."),
-                io.Int.Input("seed", default=0, min=0, max=SEED_MAX, control_after_generate=False,
-                             tooltip="Seed of the random kernel; the same seed gives the same kernel. Ignored "
-                                     "when a kernel_image is connected."),
+                types.seed_input("Seed of the random kernel; the same seed gives the same kernel. Ignored "
+                                 "when a kernel_image is connected."),
                 io.Image.Input("kernel_image", optional=True,
                                tooltip="Optional: a picture of the blur kernel (bright = where light went). It is "
                                        "made grey and normalised to sum 1; one picture, not a batch."),
@@ -230,8 +225,7 @@ class DPSFourierUndersamplingOperator(io.ComfyNode):
                 io.Float.Input("center_fraction", default=0.08, min=0.001, max=1.0, step=0.01,
                                tooltip="Fraction of columns at the centre of k-space that are always kept; at "
                                        "most 1 / acceleration (fastMRI uses 0.08 with acceleration 4)."),
-                io.Int.Input("seed", default=0, min=0, max=SEED_MAX, control_after_generate=False,
-                             tooltip="Seed of the random column pattern; the same seed gives the same pattern."),
+                types.seed_input("Seed of the random column pattern; the same seed gives the same pattern."),
             ],
             outputs=[operator_output("undersampled Fourier transform")],
         )
