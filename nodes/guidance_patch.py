@@ -184,13 +184,13 @@ class Renderer:
     """Maps a denoised latent (model space) to the image [B, C, H, W] in [0, 1] that the
     operator sees: through the VAE decoder for latent models, (x + 1) / 2 for pixel models."""
 
-    def __init__(self, model_patcher, vae=None):
+    def __init__(self, model_patcher, vae=None, through_model: bool = True):
         self.base_model = model_patcher.model
         self.vae = vae
+        self.through_model = through_model  # whether the backward also goes through the diffusion model
         self._blocks = None
         self._bytes_per_latent_pixel = {}
         self._weight_bytes = None
-        self.through_model = True  # whether the backward also goes through the diffusion model
 
     def __call__(self, latent: torch.Tensor) -> torch.Tensor:
         if self.vae is None:
@@ -297,8 +297,7 @@ class GuidancePatch:
         self.measurement = ordinary_copy(measurement)
         self.guidance = guidance or GUIDANCE_MODES[mode]
         self.strength = float(strength)
-        self.renderer = Renderer(model_patcher, vae)
-        self.renderer.through_model = self.guidance is not GUIDANCE_MODES["fast"]
+        self.renderer = Renderer(model_patcher, vae, through_model=self.guidance is not GUIDANCE_MODES["fast"])
         self.model_sampling = model_patcher.get_model_object("model_sampling")
         self.base_model = model_patcher.model
         self.trace = GuidanceTrace()
