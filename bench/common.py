@@ -58,8 +58,9 @@ def timed(fn) -> float:
     return time.perf_counter() - start
 
 
-def interleaved(calls: dict, repeats: int, warmup: int = 1) -> dict:
-    """Median seconds per call of each function in `calls`, timed one of each in turn.
+def interleaved(calls: dict, repeats: int, warmup: int = 1) -> tuple[dict, dict]:
+    """(median seconds, all seconds recorded) per call of each function in `calls`, timed one of
+    each in turn.
 
     Each function may return None (its own wall time is used) or a list of seconds it measured
     itself (steps inside one sampler run); the median is over everything recorded."""

@@ -47,6 +47,11 @@ def _input_specs(info: dict) -> list[tuple[str, list, bool]]:
     return specs
 
 
+def widget_value_count(info: dict) -> int:
+    """How many widgets_values the frontend stores for a node with this /object_info entry."""
+    return sum(1 + _extra_values(name, spec) for name, spec, _ in _input_specs(info) if _is_widget(spec))
+
+
 def _widget_values(node: dict, info: dict) -> dict:
     """Map a UI node's widgets_values onto its widget input names."""
     values = node.get("widgets_values") or []

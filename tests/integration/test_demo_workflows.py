@@ -13,7 +13,7 @@ from safetensors.torch import load_file
 
 from demo import find, load_png, photo, png_bytes, recompute_measurement
 from graphs import node
-from workflow_api import WIDGET_TYPES, check_workflow, ui_to_api
+from workflow_api import check_workflow, ui_to_api, widget_value_count
 
 pytestmark = pytest.mark.server
 
@@ -34,24 +34,6 @@ def small_photo(server):
     picture = photo("astronaut", SMALL)
     server.upload_file("dps_demo_astronaut.png", png_bytes(picture))
     return picture.astype(np.float32) / 255.0
-
-
-def frontend_widget_values(info):
-    """How many widgets_values the frontend (1.32) stores for a node: one per widget input, one
-    more for an upload button, and one more for the "control after generate" widget it adds to
-    inputs with control_after_generate and, unless that is set to false, to INT inputs named
-    "seed" or "noise_seed"."""
-    count = 0
-    for section in ("required", "optional"):
-        for name, spec in info["input"].get(section, {}).items():
-            kind, options = spec[0], (spec[1] if len(spec) > 1 and isinstance(spec[1], dict) else {})
-            if options.get("forceInput") or not (isinstance(kind, list) or kind in WIDGET_TYPES):
-                continue
-            count += 1 + bool(options.get("image_upload"))
-            control = options.get("control_after_generate")
-            if control or (control is None and kind == "INT" and name in ("seed", "noise_seed")):
-                count += 1
-    return count
 
 
 def load(task):
@@ -91,7 +73,7 @@ def test_demo_workflow_is_valid_for_the_live_server(task, object_info):
     for item in workflow["nodes"]:
         if item["type"] != "Note":
             # Otherwise the frontend shifts the values, or a seed's control widget falls back to "randomize".
-            expected = frontend_widget_values(object_info[item["type"]])
+            expected = widget_value_count(object_info[item["type"]])
             assert len(item.get("widgets_values", [])) == expected, (item["type"], item.get("widgets_values"))
             if "seed" in str(object_info[item["type"]]["input"]):
                 assert "randomize" not in item["widgets_values"], item
