@@ -61,7 +61,7 @@ def _model_patcher_state(patcher) -> dict:
     }
 
 
-def _walk(value, digest, seen: set) -> None:
+def _walk(value, digest, seen: dict) -> None:
     if isinstance(value, torch.Tensor):
         digest.update(f"tensor {value.dtype} {tuple(value.shape)}|".encode())
         digest.update(_tensor_bytes(value))
@@ -76,7 +76,10 @@ def _walk(value, digest, seen: set) -> None:
     if id(value) in seen:
         digest.update(b"<seen>|")
         return
-    seen.add(id(value))
+    # Keep the object alive until the walk ends: the dicts built below are temporaries, and a
+    # freed one's id can be handed to the next, which would then be skipped as "<seen>" (a
+    # digest that depended on the allocator and on other threads: a flaky reliability test).
+    seen[id(value)] = value
     if isinstance(value, dict):
         digest.update(f"dict {len(value)}|".encode())
         for key in sorted(value, key=str):
@@ -107,7 +110,7 @@ def object_digest(value) -> str:
     """sha256 over the content of a node value: tensors bit for bit, containers, engine objects,
     ModelPatcher weights and patches, VAE weights."""
     digest = hashlib.sha256()
-    _walk(value, digest, set())
+    _walk(value, digest, {})
     return digest.hexdigest()
 
 
