@@ -56,9 +56,8 @@ class Measurement:
                              f"image batch size {image.shape[0]} (a measurement batch must be "
                              f"1 or equal to the image batch)")
         if tuple(image.shape[-2:]) != self.image_size:
-            raise ValueError(f"image: size {image.shape[-2]}x{image.shape[-1]} does not match "
-                             f"the measurement's image size "
-                             f"{self.image_size[0]}x{self.image_size[1]}")
+            raise ValueError(f"image: size {image.shape[-1]}x{image.shape[-2]} (width x height) does not "
+                             f"match the measurement's image size {self.image_size[1]}x{self.image_size[0]}")
 
     def residual(self, image: torch.Tensor) -> torch.Tensor:
         """y - A(image), batched like the image."""

@@ -46,6 +46,7 @@ def seed(name: str, value) -> int:
     return value
 
 
-def hw(shape) -> str:
-    """'HxW' of the last two entries of a shape, for messages."""
-    return f"{shape[-2]}x{shape[-1]}"
+def size_text(shape) -> str:
+    """'WxH (width x height)' of an image or mask shape [..., H, W], for messages: the order in which
+    ComfyUI's nodes and the other messages of this pack give sizes."""
+    return f"{shape[-1]}x{shape[-2]} (width x height)"

@@ -67,14 +67,13 @@ class Inpainting(_Masking):
         self.name = f"inpainting ({missing:.0f}% missing)"
 
     def __repr__(self) -> str:
-        b = self.keep.shape[0]
-        return f"Inpainting(mask {b}x{_checks.hw(self.keep.shape)}, {self.name})"
+        return f"Inpainting(mask of shape {tuple(self.keep.shape)}, {self.name})"
 
     def check_image(self, shape) -> None:
         super().check_image(shape)
         if tuple(shape[-2:]) != tuple(self.keep.shape[-2:]):
-            raise ValueError(f"mask: size {_checks.hw(self.keep.shape)} does not match the image "
-                             f"size {_checks.hw(shape)}")
+            raise ValueError(f"mask: size {_checks.size_text(self.keep.shape)} does not match the image "
+                             f"size {_checks.size_text(shape)}")
         b = self.keep.shape[0]
         if b not in (1, shape[0]):
             raise ValueError(f"mask: batch size {b} does not match the image batch size "

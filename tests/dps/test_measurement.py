@@ -44,10 +44,11 @@ def test_other_batch_pairings_raise_naming_both_sizes(y_batch, image_batch):
             method(torch.zeros(image_batch, 3, 16, 16))
 
 
-def test_image_size_mismatch_raises():
-    m = Measurement(torch.zeros(1, 3, 8, 8), ops.SuperResolution(4), GaussianNoise(0.1))
-    with pytest.raises(ValueError, match=r"^image: size 16x16 does not match the measurement's image size 32x32$"):
-        m.residual(torch.zeros(1, 3, 16, 16))
+def test_image_size_mismatch_raises_with_sizes_as_width_x_height():
+    m = Measurement(torch.zeros(1, 3, 8, 12), ops.SuperResolution(4), GaussianNoise(0.1))  # images 32 high, 48 wide
+    expected = r"^image: size 24x16 \(width x height\) does not match the measurement's image size 48x32$"
+    with pytest.raises(ValueError, match=expected):
+        m.residual(torch.zeros(1, 3, 16, 24))
 
 
 @pytest.mark.parametrize("bad", [torch.zeros(8, 8), "y", None])

@@ -10,7 +10,7 @@ import dps.operators as ops
 
 def test_mask_size_mismatch_names_both_sizes():
     op = ops.Inpainting(torch.zeros(64, 64))
-    with pytest.raises(ValueError, match=r"^mask: size 64x64 does not match the image size 128x96$"):
+    with pytest.raises(ValueError, match=r"^mask: size 64x64 \(width x height\) does not match the image size 96x128 \(width x height\)$"):
         op(torch.zeros(1, 3, 128, 96))
 
 

@@ -142,7 +142,7 @@ EXECUTION_ERRORS = [
     ("mask of the wrong size, Simulate Measurement",
      lambda: {**g(), "mask": node("SolidMask", value=1.0, width=SIZE // 2, height=SIZE),
               "blur": node("DPSInpaintingOperator", mask=["mask", 0])},
-     "DPSSimulateMeasurement", f"mask: size {SIZE}x{SIZE // 2} does not match the image size {SIZE}x{SIZE}"),
+     "DPSSimulateMeasurement", f"mask: size {SIZE // 2}x{SIZE} (width x height) does not match the image size {SIZE}x{SIZE}"),
     ("super-resolution factor that does not divide the size, Preview Operator",
      lambda: {**preview_of(["picture", 0], node("DPSSuperResolutionOperator", scale_factor=3, kernel="average"))},
      "DPSPreviewOperator", f"image: height {SIZE} is not divisible by the super-resolution factor 3"),

@@ -108,7 +108,7 @@ def test_a_mask_of_the_wrong_size_fails_naming_mask(server):
     }
     error = execution_error(server, graph)
     assert error["node_type"] == "DPSMeasurement"
-    assert error["exception_message"].startswith("mask: size 32x32 does not match the image size 64x64")
+    assert error["exception_message"].startswith("mask: size 32x32 (width x height) does not match the image size 64x64")
     run_good(server)
 
 

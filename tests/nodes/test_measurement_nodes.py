@@ -88,7 +88,7 @@ def test_measurement_does_not_alias_the_input_picture():
 
 def test_mask_of_the_wrong_size_is_an_error_naming_mask():
     (operator,) = run(ops.DPSInpaintingOperator, mask=torch.zeros(1, 32, 32))
-    with pytest.raises(ValueError, match=r"^mask: size 32x32 does not match the image size 16x16"):
+    with pytest.raises(ValueError, match=r"^mask: size 32x32 \(width x height\) does not match the image size 16x16 \(width x height\)"):
         measure(picture(), operator)
     # The right size works and keeps the observed pixels.
     m = measure(picture(), Inpainting(torch.zeros(16, 16)))
@@ -321,7 +321,7 @@ def test_real_arrays_follow_the_documented_shape_rules(input_dir):
         load_node("five.npy", operator)
     with pytest.raises(ValueError, match=r"^file 'c.npy': is real, but .* complex"):
         load_node("c.npy", FourierUndersampling(4.0, 0.08, 0))
-    with pytest.raises(ValueError, match=r"^mask: size 4x4 does not match the image size 8x12"):
+    with pytest.raises(ValueError, match=r"^mask: size 4x4 \(width x height\) does not match the image size 12x8 \(width x height\)"):
         load_node("c.npy", Inpainting(torch.zeros(4, 4)))
 
 
