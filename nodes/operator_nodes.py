@@ -215,7 +215,7 @@ class DPSFourierUndersamplingOperator(io.ComfyNode):
             display_name="Fourier Undersampling Operator (MRI)",
             category=CATEGORY,
             description="Accelerated MRI: the measurement is the image's 2-D Fourier transform (k-space, orthonormal, "
-                        "frequency 0 at index [0, 0]) with only some columns kept: the central low frequencies "
+                        "centred: frequency 0 in the middle, as fastMRI files store it) with only some columns kept: the central low frequencies "
                         "always, the rest at random. Its measurements are complex: load them from a file or "
                         "simulate them.",
             inputs=[

@@ -1,13 +1,13 @@
-"""Undersampled Fourier measurements (single-coil MRI): y = M * FFT2(x) per channel.
+"""Undersampled Fourier measurements (single-coil MRI): y = M * FFT2c(x) per channel.
 
-The FFT is orthonormal (norm="ortho") and NOT shifted: k-space frequency 0 is at index
-[0, 0], as torch.fft.fft2 returns it. (fastMRI files and deepinv's MRI store k-space centred,
-i.e. fftshift(fft2(ifftshift(x))); a loader must convert.) M keeps whole columns
+FFT2c is the centred orthonormal FFT of MRI, fftshift(fft2(ifftshift(x), norm="ortho")):
+k-space frequency 0 sits at index [H // 2, W // 2], the layout of fastMRI's files and of
+deepinv's MRI, so k-space loaded from such a file is y as it is. M keeps whole columns
 (phase-encode lines) fastMRI-style: the central, lowest-frequency `center_fraction` of
 columns always, the others at random so about 1/acceleration of all columns are kept.
 
 x is real and y complex, so A is linear over the reals; its adjoint for the real inner
-product Re<y, z> is Re(IFFT2_ortho(M * y)).
+product Re<y, z> is Re(IFFT2c(M * y)) (the shifts are permutations, FFT2c is unitary).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from .base import Operator
 
 
 def column_mask(width: int, acceleration: float, center_fraction: float, seed: int) -> torch.Tensor:
-    """bool [width] mask in unshifted FFT order (column 0 = frequency 0)."""
+    """bool [width] mask in centred order (column width // 2 = frequency 0)."""
     generator = torch.Generator(device="cpu").manual_seed(seed)
     low = max(1, min(width, round(width * center_fraction)))
     # Probability for the other columns so that width / acceleration are kept on average.
@@ -28,8 +28,7 @@ def column_mask(width: int, acceleration: float, center_fraction: float, seed: i
     centred = torch.rand(width, generator=generator, dtype=torch.float64) < prob
     start = (width - low + 1) // 2
     centred[start:start + low] = True
-    # In centred order frequency 0 sits at width // 2; ifftshift moves it to index 0.
-    return torch.fft.ifftshift(centred)
+    return centred
 
 
 class FourierUndersampling(Operator):
@@ -56,7 +55,7 @@ class FourierUndersampling(Operator):
     describe = __repr__
 
     def mask(self, width: int) -> torch.Tensor:
-        """bool [width] CPU column mask (unshifted order) used for images of this width."""
+        """bool [width] CPU column mask (centred order) used for images of this width."""
         if width not in self._cache:
             self._cache[width] = column_mask(width, self.acceleration, self.center_fraction,
                                              self.seed)
@@ -69,13 +68,11 @@ class FourierUndersampling(Operator):
         return self._cache[key]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        k = torch.fft.fft2(x, norm="ortho")
-        return k * self._mask(x.shape[-1], x.device, x.dtype)
+        return centred_fft2(x) * self._mask(x.shape[-1], x.device, x.dtype)
 
     def adjoint(self, y: torch.Tensor) -> torch.Tensor:
         real = y.real.dtype if y.is_complex() else y.dtype
-        masked = y * self._mask(y.shape[-1], y.device, real)
-        return torch.fft.ifft2(masked, norm="ortho").real
+        return centred_ifft2(y * self._mask(y.shape[-1], y.device, real)).real
 
     def measurement_from_image(self, image: torch.Tensor) -> torch.Tensor:
         raise ValueError("Fourier undersampling: k-space cannot be read from a picture; load "
@@ -84,12 +81,28 @@ class FourierUndersampling(Operator):
     def measurement_to_image(self, y: torch.Tensor) -> torch.Tensor:
         # Mask first: simulated noise also lands on the unsampled columns, which A ignores.
         real = y.real.dtype if y.is_complex() else y.dtype
-        return log_magnitude_picture(y * self._mask(y.shape[-1], y.device, real))
+        return log_magnitude_picture(y * self._mask(y.shape[-1], y.device, real), centred=True)
 
 
-def log_magnitude_picture(y: torch.Tensor) -> torch.Tensor:
-    """log(1 + |y|), centred with fftshift, scaled to [0, 1] per batch item (for previews)."""
-    picture = torch.fft.fftshift(torch.log1p(y.abs()), dim=(-2, -1))
+DIMS = (-2, -1)
+
+
+def centred_fft2(x: torch.Tensor) -> torch.Tensor:
+    """fftshift(fft2(ifftshift(x))), orthonormal: MRI's k-space with frequency 0 at the centre."""
+    return torch.fft.fftshift(torch.fft.fft2(torch.fft.ifftshift(x, dim=DIMS), norm="ortho"), dim=DIMS)
+
+
+def centred_ifft2(y: torch.Tensor) -> torch.Tensor:
+    """The inverse (and adjoint) of centred_fft2."""
+    return torch.fft.fftshift(torch.fft.ifft2(torch.fft.ifftshift(y, dim=DIMS), norm="ortho"), dim=DIMS)
+
+
+def log_magnitude_picture(y: torch.Tensor, centred: bool = False) -> torch.Tensor:
+    """log(1 + |y|), scaled to [0, 1] per batch item (for previews); k-space not `centred` already
+    is fftshifted so that frequency 0 shows in the middle."""
+    picture = torch.log1p(y.abs())
+    if not centred:
+        picture = torch.fft.fftshift(picture, dim=DIMS)
     peak = picture.flatten(1).amax(dim=1).clamp_min(torch.finfo(picture.dtype).tiny)
     return picture / peak.view(-1, *([1] * (picture.dim() - 1)))
 

@@ -165,12 +165,13 @@ def test_colorization_luma_and_picture_conversions():
 
 # --- Fourier undersampling ----------------------------------------------------------------
 
-def test_fourier_is_the_orthonormal_fft_on_sampled_columns():
+def test_fourier_is_the_centred_orthonormal_fft_on_sampled_columns():
     op = ops.FourierUndersampling(4, 0.08, seed=1)
-    x = image(batch=2, size=(16, 64), seed=8)
+    x = image(batch=2, size=(16, 63), seed=8)
     y = op(x)
-    mask = op.mask(64)
-    full = torch.from_numpy(np.fft.fft2(x.numpy(), norm="ortho"))
+    mask = op.mask(63)
+    axes = (-2, -1)  # MRI's centred FFT, as fastMRI writes k-space: frequency 0 at [H // 2, W // 2]
+    full = torch.from_numpy(np.fft.fftshift(np.fft.fft2(np.fft.ifftshift(x.numpy(), axes), norm="ortho"), axes))
     torch.testing.assert_close(y[..., mask], full[..., mask], rtol=0, atol=1e-12)
     assert (y[..., ~mask] == 0).all()
     # Fully sampled, A is unitary: the adjoint inverts it exactly.
@@ -185,8 +186,8 @@ def test_fourier_mask_is_fastmri_like(acceleration, center):
     for seed in range(30):
         m = ops.FourierUndersampling(acceleration, center, seed).mask(width)
         low = round(width * center)
-        # The lowest frequencies (|f| < low / 2 around 0, unshifted order) are always kept.
-        freqs = torch.fft.fftfreq(width) * width
+        # The lowest frequencies (|f| < low / 2 around 0, centred order) are always kept.
+        freqs = torch.fft.fftshift(torch.fft.fftfreq(width)) * width
         assert m[freqs.abs() < low / 2 - 1].all()
         fractions.append(m.float().mean().item())
     assert abs(np.mean(fractions) - 1 / acceleration) < 0.1 / acceleration
@@ -201,7 +202,7 @@ def test_fourier_pictures():
     pic = op.measurement_to_image(op(image(seed=9)))
     assert pic.shape == (2, 3, 24, 24) and not pic.is_complex()
     assert pic.min() >= 0 and pic.amax(dim=(1, 2, 3)).allclose(torch.ones(2, dtype=pic.dtype))
-    # fftshift puts the DC term, the brightest for a positive image, at the centre.
+    # The DC term, the brightest for a positive image, is at the centre of centred k-space.
     assert pic[0, 0, 12, 12] == pic[0, 0].max()
 
 
