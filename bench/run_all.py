@@ -194,7 +194,7 @@ def _r(value) -> str:
 
 def step_tables(steps: dict, vae_names) -> tuple[list[str], dict]:
     lines, verdicts = [], {"dps_time": [], "fast_time": [], "dps_memory": [], "dps_memory_checkpointed": [],
-                           "dps_checkpointed_time": []}
+                           "dps_checkpointed_time": [], "floor_memory": []}
     for vae in vae_names:
         lines += [f"#### Decoder: {vae}", "",
                   "| latent (image) | plain step s | UNet fwd+in-bwd s | decoder fwd+in-bwd s | dps step s "
@@ -214,18 +214,24 @@ def step_tables(steps: dict, vae_names) -> tuple[list[str], dict]:
                          f"| {_s(dps)} | **{_r(r_dps)}** | {_s(ckpt)} | {_r(r_ckpt)} | {_s(fast)} | **{_r(r_fast)}** |")
         lines += ["", "| latent (image) | plain peak MiB | dps peak MiB | **dps / plain** "
                   "| dps, checkpointed peak MiB | checkpointed / plain | fast peak MiB | fast / plain "
-                  "| UNet fwd+in-bwd peak MiB | decoder fwd+in-bwd peak MiB |",
-                  "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+                  "| UNet fwd+in-bwd peak MiB | decoder fwd+in-bwd peak MiB | floor peak / plain |",
+                  "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
         for latent, result in steps["sizes"].items():
             mem = {k: v["peak"] for k, v in result["memory"].items()}
             plain, dps, fast = mem["plain step"], mem[f"dps step, {vae}"], mem[f"fast step, {vae}"]
             ckpt = mem.get(f"dps step, {vae}, checkpointed")
             r_dps, r_ckpt = _ratio(dps, plain), _ratio(ckpt, plain)
+            # Without recomputation a dps step must hold, at some moment, all the decoder's or all the
+            # UNet's saved activations: the larger floor peak bounds its peak from below.
+            floors = [mem["UNet fwd+input-bwd"], mem[f"decoder fwd+input-bwd, {vae}"]]
+            r_floor = None if None in floors else _ratio(max(floors), plain)
             verdicts["dps_memory"].append(r_dps)
             verdicts["dps_memory_checkpointed"].append(r_ckpt)
+            verdicts["floor_memory"].append(r_floor)
             lines.append(f"| {latent}x{latent} ({8 * latent}x{8 * latent}) | {mib(plain)} | {mib(dps)} | **{_r(r_dps)}** "
                          f"| {mib(ckpt)} | {_r(r_ckpt)} | {mib(fast)} | {_r(_ratio(fast, plain))} "
-                         f"| {mib(mem['UNet fwd+input-bwd'])} | {mib(mem[f'decoder fwd+input-bwd, {vae}'])} |")
+                         f"| {mib(mem['UNet fwd+input-bwd'])} | {mib(mem[f'decoder fwd+input-bwd, {vae}'])} "
+                         f"| {_r(r_floor)} |")
         lines.append("")
     return lines, verdicts
 
@@ -308,6 +314,28 @@ def full_size_section(result: dict | None, repeats: int = 0) -> list[str]:
     ]
 
 
+def memory_floor_note(steps: dict, floor_ratios, checkpointed_times) -> list[str]:
+    """Where the memory target lies below what one backward needs without recomputation."""
+    rows = [f"{latent}x{latent} {vae}" for vae in steps["models"]["decoder_parameters"]
+            for latent in steps["sizes"]]
+    over = [row for row, ratio in zip(rows, floor_ratios, strict=True) if ratio is not None and ratio > MEMORY_TARGET]
+    if not over:
+        return []
+    times = [t for t in checkpointed_times if t is not None]
+    conclusion = (" With these models both targets cannot hold at once at those sizes."
+                  if times and min(times) > TIME_TARGET else "")
+    return [f"The floor alone (UNet or decoder forward + input-backward, whichever peaks higher) needs more than "
+            f"{MEMORY_TARGET:g}x plain's memory at {', '.join(over)} (last column of the memory tables): there no "
+            "step without recomputation can meet the memory target, and recomputation (checkpointing) costs "
+            f"about a forward pass of what it recomputes: {spread(checkpointed_times)} the floor here, against "
+            f"the {TIME_TARGET:g}x time target." + conclusion, ""]
+
+
+def spread(values) -> str:
+    values = [v for v in values if v is not None]
+    return "not measured" if not values else f"{min(values):.2f}-{max(values):.2f}x"
+
+
 def verdict_line(name: str, values, target: float, fmt="{:.2f}x") -> str:
     values = [v for v in values if v is not None]
     if not values:
@@ -318,7 +346,8 @@ def verdict_line(name: str, values, target: float, fmt="{:.2f}x") -> str:
         fmt.format(v) for v in values)
 
 
-def report(info: dict, plan: dict, steps: dict, deepinv: dict, elapsed: float, cuda: bool) -> str:
+def report(info: dict, plan: dict, steps: dict, deepinv: dict, elapsed: float, cuda: bool,
+           measured_on: str | None = None) -> str:
     step_lines, verdicts = step_tables(steps, list(steps["models"]["decoder_parameters"]))
     probes = {name: p for name, p in steps["probe"].items() if name != "guided step difference"}
     dlines, slines, dverdict = deepinv_tables(deepinv)
@@ -326,7 +355,8 @@ def report(info: dict, plan: dict, steps: dict, deepinv: dict, elapsed: float, c
     models = steps["models"]
     lines = [
         "# DPS benchmarks", "",
-        f"Written by `bench/run_all.py` (`make bench`) on {datetime.date.today().isoformat()} in {elapsed / 60:.1f} min.",
+        f"Written by `bench/run_all.py` (`make bench`) on {measured_on or datetime.date.today().isoformat()} "
+        f"in {elapsed / 60:.1f} min.",
         "",
         f"- machine: {info['cpu']}, {info['logical_cores']} logical cores, torch threads {info['torch_threads']}, "
         f"GPU {info['cuda'] or 'none'}; 1-minute load average at start {info['load_average_at_start']:.1f}"
@@ -372,6 +402,7 @@ def report(info: dict, plan: dict, steps: dict, deepinv: dict, elapsed: float, c
         verdict_line("dps, checkpointed / (UNet + decoder floor)", verdicts["dps_checkpointed_time"],
                      TIME_TARGET),
         "",
+        *memory_floor_note(steps, verdicts["floor_memory"], verdicts["dps_checkpointed_time"]),
         "### The way out of inference mode (`autograd_ready`)", "",
         "First call: every inference-mode weight is replaced by an ordinary tensor sharing its memory (no copy, "
         "so memory in use does not change). Later calls: a walk over the modules that finds nothing to replace "
@@ -425,13 +456,34 @@ def report(info: dict, plan: dict, steps: dict, deepinv: dict, elapsed: float, c
     return "\n".join(lines)
 
 
+def _int_keys(mapping: dict) -> dict:
+    """JSON made the int keys (latent sizes, step counts) strings: back to ints."""
+    return {int(k) if isinstance(k, str) and k.isdigit() else k: v for k, v in mapping.items()}
+
+
+def rewrite_report(out: pathlib.Path) -> int:
+    """results.md again from results.json (after a change to the report's wording or columns); the
+    date line keeps the day the figures were measured."""
+    results = json.loads((out / "results.json").read_text(), object_hook=_int_keys)
+    cuda = bool(results["machine"].get("cuda"))
+    text = report(results["machine"], results["plan"], results["steps"], results["deepinv"], results["elapsed_s"],
+                  cuda, measured_on=results.get("measured_on"))
+    (out / "results.md").write_text(text)
+    print(text)
+    return 0
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small sizes and few repeats (checks the script)")
     parser.add_argument("--out", default=str(ROOT / "bench"), help="folder for results.md and results.json")
     parser.add_argument("--skip-steps", action="store_true", help="only the Gaussian-prior comparisons")
     parser.add_argument("--operators", action="store_true", help="also run bench/bench_operators.py")
+    parser.add_argument("--report-only", action="store_true",
+                        help="rewrite results.md from the results.json in --out (no measuring)")
     args = parser.parse_args()
+    if args.report_only:
+        return rewrite_report(pathlib.Path(args.out))
 
     started = time.perf_counter()
     dev = device()
@@ -457,7 +509,7 @@ def main():
         out = ROOT / "bench" / "out"  # ignored by git: quick runs never replace the real results
     out.mkdir(parents=True, exist_ok=True)
     results = {"machine": info, "plan": {k: v for k, v in plan.items()}, "elapsed_s": elapsed, "steps": steps,
-               "deepinv": deepinv}
+               "deepinv": deepinv, "measured_on": datetime.date.today().isoformat()}
     suffix = ""
     (out / f"results{suffix}.json").write_text(json.dumps(results, indent=1, default=str))
     if steps is not None:
