@@ -9,7 +9,10 @@ try:
 except ImportError:
     ComfyExtension = None
 
-if ComfyExtension is not None:
+# __package__ is empty when this file is imported as a plain module, not as the pack's package:
+# pytest does that with the repository root when a clone's folder name is no valid identifier
+# ("ComfyUI-DPS"), and then there is no package to register nodes from.
+if ComfyExtension is not None and __package__:
     from .nodes.extension import comfy_entrypoint  # noqa: F401
 
     __all__ = ["comfy_entrypoint"]
