@@ -11,11 +11,17 @@ DPS (Chung et al., ICLR 2023) approximates p(y | x_t) by p(y | x0 = D(x_t)). Wit
 likelihood of exact noise variance this is badly over-confident early in sampling, when D(x_t) is
 far from any image that explains y. We replace the variance by its plug-in estimate per sample,
 
-    v = max(chi2 / m, 1),     chi2 = || (y - A(render(D(x_t)))) / noise_std ||^2,
+    v = clamp(chi2 / m, 1, v_max(sigma_t)),     chi2 = || (y - A(render(D(x_t)))) / noise_std ||^2,
 
 where m is the number of (real) measurement elements. chi2 / m estimates the predictive variance
 (noise plus the uncertainty of D(x_t) seen through A) in units of the noise variance; it falls
 to the noise level as the sample comes to explain y, where the likelihood becomes the exact one.
+It cannot tell that uncertainty from a misfit the prior cannot explain, though, and a sample that
+stays off y would keep a large v and a weak pull to the end. v_max bounds it by the predictive
+variance of a prior of unit variance per model-space element (PiGDM's r_t^2 = sigma^2 / (alpha^2
++ sigma^2)) seen through the renderer: v_max = 1 + RENDER_SCALE^2 r_t^2 / mean noise variance.
+Early it is far above chi2 / m and changes nothing; as sigma_t falls it takes v down to the exact
+noise variance.
 The guided denoiser is then
 
     D_y(x_t) = D(x_t) - strength * (sigma_t^2 / alpha_t) * grad_{x_t} [ chi2 / (2 v) ]    (v held fixed)
@@ -35,6 +41,11 @@ import torch
 #: gradient through the denoiser vanishes while sigma^2 / alpha diverges. The exact limit needs
 #: the prior covariance, which a network does not give, so guidance starts at the next step.
 MIN_ALPHA = 1e-3
+
+#: Std of the rendered image (in [0, 1]) per unit std of the model-space sample: pixel models render
+#: x in [-1, 1] as (x + 1) / 2; latent formats scale latents to about unit variance, which decoders
+#: map to images of no larger spread. Used by the bound on the plug-in variance (v_max above).
+RENDER_SCALE = 0.5
 
 #: A guard, never reached with sane strengths: the guidance may move the denoised estimate by at
 #: most this many times its own RMS (plus one), so extreme strengths cannot produce Inf or NaN.
@@ -63,15 +74,32 @@ def at_least_float32(tensor: torch.Tensor) -> torch.Tensor:
     return tensor.to(torch.promote_types(tensor.dtype, torch.float32))
 
 
-def likelihood_loss(measurement, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-sample negative log-likelihood with the plug-in variance, and the normalised residual.
+def variance_bound(measurement, sigma: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
+    """v_max per sample [B]: 1 + RENDER_SCALE^2 r_t^2 / (mean noise variance), r_t^2 as in
+    `prior_covariance_scale` (see the module's docstring)."""
+    r2 = prior_covariance_scale(at_least_float32(sigma).reshape(-1), at_least_float32(alpha).reshape(-1))
+    return 1 + RENDER_SCALE**2 * r2 / measurement.mean_noise_variance()
+
+
+def likelihood_loss(measurement, image: torch.Tensor, bound: torch.Tensor | None = None
+                    ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-sample negative log-likelihood with the plug-in variance (at most `bound`, per sample),
+    and the normalised residual.
 
     Returns (loss [B], normalised residual [B]); only `loss` carries a graph.
     """
     chi2 = measurement.chi2(image)
     m = measurement.num_elements
-    variance = (chi2.detach() / m).clamp(min=1.0)
+    variance = plug_in_variance(chi2.detach(), m, bound)
     return chi2 / (2 * variance), (chi2.detach() / m).sqrt()
+
+
+def plug_in_variance(chi2: torch.Tensor, m: int, bound: torch.Tensor | None = None) -> torch.Tensor:
+    """v = clamp(chi2 / m, 1, bound) per sample."""
+    variance = (chi2 / m).clamp(min=1.0)
+    if bound is not None:
+        variance = torch.minimum(variance, bound.to(variance.device, variance.dtype).expand_as(variance))
+    return variance
 
 
 def posterior_scale(sigma: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
@@ -112,7 +140,7 @@ def dps_denoise(x, sigma, alpha, denoise: Denoiser, render: Renderer, measuremen
     with torch.inference_mode(False), torch.enable_grad():
         x_in = x.detach().clone().requires_grad_(True)
         denoised = denoise(x_in)
-        loss, residual = likelihood_loss(measurement, render(denoised))
+        loss, residual = likelihood_loss(measurement, render(denoised), variance_bound(measurement, sigma, alpha))
         (gradient,) = torch.autograd.grad(loss.sum(), x_in)
     denoised = denoised.detach()
     scale = _per_sample(posterior_scale(sigma, alpha), x) * strength
@@ -128,7 +156,7 @@ def fast_denoise(x, sigma, alpha, denoise: Denoiser, render: Renderer, measureme
     denoised = denoise(x).detach()
     with torch.inference_mode(False), torch.enable_grad():
         estimate = denoised.clone().requires_grad_(True)
-        loss, residual = likelihood_loss(measurement, render(estimate))
+        loss, residual = likelihood_loss(measurement, render(estimate), variance_bound(measurement, sigma, alpha))
         (gradient,) = torch.autograd.grad(loss.sum(), estimate)
     scale = _per_sample(prior_covariance_scale(sigma, alpha), x) * strength
     if trace is not None:

@@ -46,6 +46,11 @@ class Measurement:
         """Real numbers per batch item (a complex entry counts 2)."""
         return _as_real(self.y[0]).numel()
 
+    def mean_noise_variance(self) -> float:
+        """The noise variance averaged over the measured elements (of y itself for Poisson noise)."""
+        std = self.noise.std(self.y)
+        return float(std.square().mean()) if std.dim() else float(std) ** 2
+
     def check_image(self, image: torch.Tensor) -> None:
         """ValueError unless `image` is a batch this measurement can explain."""
         if image.dim() != 4:

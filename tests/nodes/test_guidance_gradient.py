@@ -12,7 +12,7 @@ pack = load_pack()
 
 from dps_test_pack.tiny_models import tiny_conditioning, tiny_kl_vae, tiny_taesd_vae, tiny_unet  # noqa: E402
 
-from comfyui_dps.dps.guidance import dps_denoise, fast_denoise, likelihood_loss, posterior_scale  # noqa: E402
+from comfyui_dps.dps.guidance import dps_denoise, fast_denoise, plug_in_variance, posterior_scale, variance_bound  # noqa: E402
 from comfyui_dps.dps.measurement import simulate  # noqa: E402
 from comfyui_dps.dps.noise import GaussianNoise  # noqa: E402
 from comfyui_dps.dps.operators import GaussianBlur  # noqa: E402
@@ -70,7 +70,7 @@ def test_dps_gradient_through_unet_and_decoder_matches_finite_differences(vae_ki
 
     with torch.no_grad():
         chi2 = measurement.chi2(render(denoise(x)))
-    variance = (chi2 / measurement.num_elements).clamp(min=1.0)
+    variance = plug_in_variance(chi2, measurement.num_elements, variance_bound(measurement, sigma, alpha))
 
     def objective(point):  # the loss guidance differentiates, with its plug-in variance held fixed
         with torch.no_grad():
@@ -100,8 +100,8 @@ def test_fast_gradient_through_decoder_matches_finite_differences(vae_kind):
         return estimate
 
     with torch.no_grad():
-        _, residual = likelihood_loss(measurement, render(estimate))
-    variance = residual.square().clamp(min=1.0)
+        chi2 = measurement.chi2(render(estimate))
+    variance = plug_in_variance(chi2, measurement.num_elements, variance_bound(measurement, sigma, alpha))
 
     def objective(point):
         with torch.no_grad():
