@@ -27,7 +27,10 @@ import torch
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-import dps.operators as ops  # noqa: E402
+from testkit.host import import_pack  # noqa: E402
+
+import_pack()
+import comfyui_dps.dps.operators as ops  # noqa: E402
 
 
 def operators():

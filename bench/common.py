@@ -25,14 +25,14 @@ import time
 import torch
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-for path in (ROOT, ROOT / "tests"):
+for path in (ROOT,):
     if str(path) not in sys.path:
         sys.path.insert(0, str(path))
 
 
 def load_pack():
     """The real ComfyUI host (as the tests load it) and this pack as `comfyui_dps`."""
-    from comfy_host import load_pack as load
+    from testkit.host import load_pack as load
 
     return load()
 

@@ -25,7 +25,7 @@ load_pack()
 import comfy.model_patcher  # noqa: E402
 import comfy.sample  # noqa: E402
 import deepinv  # noqa: E402
-from dps_test_pack.gaussian_prior import GaussianPrior, gaussian_prior_model, image_posterior  # noqa: E402
+from testkit.gaussian_prior import GaussianPrior, gaussian_prior_model, image_posterior  # noqa: E402
 
 from comfyui_dps.dps.measurement import simulate  # noqa: E402
 from comfyui_dps.dps.noise import GaussianNoise  # noqa: E402

@@ -29,7 +29,7 @@ import comfy.model_patcher  # noqa: E402
 import comfy.sd  # noqa: E402
 import comfy.supported_models_base  # noqa: E402
 import comfy.taesd.taesd  # noqa: E402
-from dps_test_pack.tiny_models import _initialise  # noqa: E402
+from testkit.tiny_models import _initialise  # noqa: E402
 
 CONTEXT_DIM = 768
 TOKENS = 77

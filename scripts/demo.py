@@ -41,8 +41,11 @@ for path in (ROOT, ROOT / "scripts"):
     if str(path) not in sys.path:
         sys.path.insert(0, str(path))
 
-from comfy_server import ComfyServer, PromptFailed  # noqa: E402
-from workflow_api import check_workflow, ui_to_api  # noqa: E402
+from testkit.comfy_server import ComfyServer, PromptFailed  # noqa: E402
+from testkit.workflow_api import check_workflow, ui_to_api  # noqa: E402
+from testkit.host import import_pack  # noqa: E402
+
+import_pack()
 
 WORKFLOWS = ROOT / "workflows"
 WEIGHTS = ROOT / "models" / "demo_prior.safetensors"
@@ -131,7 +134,7 @@ def _value(prompt: dict, value, image: np.ndarray):
 
 
 def engine_operator(prompt: dict, node_id: str, image: np.ndarray):
-    from dps import operators
+    from comfyui_dps.dps import operators
 
     node = prompt[node_id]
     kind, inputs = node["class_type"], {k: _value(prompt, v, image) for k, v in node["inputs"].items()}
@@ -163,8 +166,8 @@ def recompute_measurement(prompt: dict, truth: np.ndarray):
     """(Measurement, operator) exactly as the workflow's Simulate Measurement made it."""
     import torch
 
-    from dps.measurement import simulate
-    from dps.noise import GaussianNoise, PoissonNoise
+    from comfyui_dps.dps.measurement import simulate
+    from comfyui_dps.dps.noise import GaussianNoise, PoissonNoise
 
     sim = prompt[find(prompt, "DPSSimulateMeasurement")]["inputs"]
     operator = engine_operator(prompt, sim["operator"][0], truth)

@@ -19,10 +19,10 @@ import time
 import numpy as np
 from PIL import Image
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+sys.path[:0] = [str(pathlib.Path(__file__).resolve().parent), str(pathlib.Path(__file__).resolve().parents[1])]
 
 import demo  # noqa: E402
-from comfy_server import ComfyServer  # noqa: E402
+from testkit.comfy_server import ComfyServer  # noqa: E402
 
 
 def tuning_photo(size: int) -> np.ndarray:

@@ -49,7 +49,7 @@ def test_requirements_match_pyproject():
 
 def test_comfyignore_keeps_dev_files_out():
     ignored = set((ROOT / ".comfyignore").read_text().split())
-    for path in ("tests/", "bench/", "scripts/", ".ci/"):
+    for path in ("tests/", "testkit/", "bench/", "scripts/", ".ci/"):
         assert path in ignored, path
 
 
@@ -57,13 +57,12 @@ def test_tests_run_in_a_clone_whose_folder_name_is_no_identifier(tmp_path):
     """A clone named "ComfyUI-DPS" (the natural name under custom_nodes/): pytest then imports the
     root __init__.py as a plain module; with ComfyUI importable it must not try to register nodes
     (a relative import with no package made every test error at set-up)."""
-    sys.path.insert(0, str(ROOT / "scripts"))
-    from comfy_server import comfyui_path
+    from testkit.comfy_server import comfyui_path
 
     clone = tmp_path / "ComfyUI-DPS"
     files = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True).stdout.split()
     for name in files:
-        if name.startswith(("tests/", "dps/", "nodes/", "scripts/")) or name in ("__init__.py", "pyproject.toml"):
+        if name.startswith(("tests/", "dps/", "nodes/", "scripts/", "testkit/")) or name in ("__init__.py", "pyproject.toml"):
             (clone / name).parent.mkdir(parents=True, exist_ok=True)
             (clone / name).write_bytes((ROOT / name).read_bytes())
     # One engine test, then one that loads the pack into ComfyUI (ComfyUI becomes importable).

@@ -3,11 +3,11 @@
 import pytest
 import torch
 
-from dps.guidance import (RENDER_SCALE, dps_denoise, plug_in_variance, posterior_scale, prior_covariance_scale,
+from comfyui_dps.dps.guidance import (RENDER_SCALE, dps_denoise, plug_in_variance, posterior_scale, prior_covariance_scale,
                           variance_bound)
-from dps.measurement import Measurement, simulate
-from dps.noise import GaussianNoise, PoissonNoise
-from dps.operators import Inpainting
+from comfyui_dps.dps.measurement import Measurement, simulate
+from comfyui_dps.dps.noise import GaussianNoise, PoissonNoise
+from comfyui_dps.dps.operators import Inpainting
 
 
 def test_variance_bound_is_one_plus_the_rendered_prior_variance_over_the_noise_variance():

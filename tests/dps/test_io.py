@@ -23,8 +23,8 @@ from hypothesis import strategies as st
 from PIL import Image, ImageFile
 from safetensors.torch import save as save_safetensors
 
-from dps import io as dio
-from dps.io import (
+from comfyui_dps.dps import io as dio
+from comfyui_dps.dps.io import (
     SUPPORTED_EXTENSIONS,
     LoadedArray,
     MeasurementFileNotFoundError,

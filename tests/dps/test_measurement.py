@@ -5,9 +5,9 @@ import dataclasses
 import pytest
 import torch
 
-import dps.operators as ops
-from dps.measurement import Measurement, simulate
-from dps.noise import GaussianNoise, PoissonNoise
+import comfyui_dps.dps.operators as ops
+from comfyui_dps.dps.measurement import Measurement, simulate
+from comfyui_dps.dps.noise import GaussianNoise, PoissonNoise
 
 
 def _image(batch=1, size=(32, 32), seed=0, dtype=torch.float64):

@@ -6,7 +6,7 @@ import math
 import pytest
 import torch
 
-from dps.noise import SIGMA_FLOOR, GaussianNoise, PoissonNoise
+from comfyui_dps.dps.noise import SIGMA_FLOOR, GaussianNoise, PoissonNoise
 
 
 def _clean(shape=(4, 3, 64, 64), dtype=torch.float64, seed=0):

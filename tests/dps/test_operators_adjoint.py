@@ -43,7 +43,7 @@ def test_nonlinear_operators_have_no_adjoint(name):
 
 def test_adjoint_identity_on_odd_sizes_with_kernels_bigger_than_the_image():
     # 7x5 images: the 61x61 reflect padding wraps around the mirror many times.
-    from dps.operators import Convolution, MotionBlur
+    from comfyui_dps.dps.operators import Convolution, MotionBlur
 
     for op in (MotionBlur.camera_shake(61, 0.5, seed=4), Convolution(torch.rand(3, 4, dtype=torch.float64))):
         for size in ((7, 5), (1, 1), (2, 9)):

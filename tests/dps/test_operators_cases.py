@@ -8,7 +8,7 @@ even kernel sizes, and a 61x61 kernel larger than the image.
 import pytest
 import torch
 
-import dps.operators as ops
+import comfyui_dps.dps.operators as ops
 
 SIZE = (24, 24)
 

@@ -13,8 +13,8 @@ import torch
 import torch.nn.functional as F
 from test_operators_cases import image, like, one_thread  # noqa: F401 (autouse)
 
-import dps.operators as ops
-from dps.operators.phase_retrieval import EPS
+import comfyui_dps.dps.operators as ops
+from comfyui_dps.dps.operators.phase_retrieval import EPS
 
 deepinv = pytest.importorskip("deepinv")
 physics = deepinv.physics

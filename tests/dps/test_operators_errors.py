@@ -5,7 +5,7 @@ import pytest
 import torch
 from test_operators_cases import image, one_thread  # noqa: F401 (autouse)
 
-import dps.operators as ops
+import comfyui_dps.dps.operators as ops
 
 
 def test_mask_size_mismatch_names_both_sizes():

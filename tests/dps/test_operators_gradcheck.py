@@ -5,9 +5,9 @@ import pytest
 import torch
 from test_operators_cases import ALL, image, one_thread  # noqa: F401 (autouse)
 
-from dps.measurement import simulate
-from dps.noise import GaussianNoise, PoissonNoise
-from dps.operators import FourierUndersampling, GaussianBlur, PhaseRetrieval, SuperResolution
+from comfyui_dps.dps.measurement import simulate
+from comfyui_dps.dps.noise import GaussianNoise, PoissonNoise
+from comfyui_dps.dps.operators import FourierUndersampling, GaussianBlur, PhaseRetrieval, SuperResolution
 
 
 def _small_case(name):

@@ -6,8 +6,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from test_operators_cases import inner, like, one_thread  # noqa: F401 (autouse)
 
-import dps.operators as ops
-from dps.operators import padding
+import comfyui_dps.dps.operators as ops
+from comfyui_dps.dps.operators import padding
 
 FAST = settings(max_examples=25, deadline=None)
 boundaries = st.sampled_from(padding.BOUNDARIES)

@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from test_operators_cases import ALL, image, one_thread  # noqa: F401 (autouse)
 
-import dps.operators as ops
+import comfyui_dps.dps.operators as ops
 
 
 # --- super-resolution ---------------------------------------------------------------------

@@ -12,7 +12,7 @@ from safetensors.torch import save_file
 import folder_paths
 
 from .probes import NODE_CLASS_MAPPINGS as PROBE_NODES
-from .tiny_models import MODEL_TYPES, pixel_space_vae, tiny_conditioning, tiny_kl_vae, tiny_taesd_vae, tiny_unet
+from testkit.tiny_models import MODEL_TYPES, pixel_space_vae, tiny_conditioning, tiny_kl_vae, tiny_taesd_vae, tiny_unet
 
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 

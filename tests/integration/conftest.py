@@ -6,9 +6,9 @@ import sys
 import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "scripts"))
+sys.path.insert(0, str(ROOT))
 
-from comfy_server import ComfyServer  # noqa: E402
+from testkit.comfy_server import ComfyServer  # noqa: E402
 
 
 @pytest.fixture(scope="session")

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from comfy_server import PromptFailed
+from testkit.comfy_server import PromptFailed
 from graphs import node, tiny_blur_graph
 
 # Smallest size the tiny UNet accepts behind the 8x TAESD (its 4x4 latent): a DPS step costs ~0.2 s of CPU.

@@ -13,7 +13,7 @@ from safetensors.torch import load_file
 
 from demo import find, load_png, photo, png_bytes, recompute_measurement
 from graphs import node
-from workflow_api import check_workflow, ui_to_api, widget_value_count
+from testkit.workflow_api import check_workflow, ui_to_api, widget_value_count
 
 pytestmark = pytest.mark.server
 

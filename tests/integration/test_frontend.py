@@ -22,7 +22,7 @@ import pytest
 from PIL import Image
 
 from test_workflows import WORKFLOWS, load, start_server, workflow_id
-from workflow_api import ui_to_api
+from testkit.workflow_api import ui_to_api
 
 pytestmark = [pytest.mark.server, pytest.mark.browser]
 

@@ -8,7 +8,7 @@ import threading
 
 import torch
 
-from comfy_host import load_pack
+from testkit.host import load_pack
 
 pack = load_pack()
 

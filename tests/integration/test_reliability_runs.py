@@ -13,7 +13,7 @@ import time
 import psutil
 import pytest
 
-from comfy_server import PromptFailed
+from testkit.comfy_server import PromptFailed
 from reliability_graphs import executed_nodes, guided_graph, plain_graph, run, saved
 
 pytestmark = pytest.mark.server

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from comfy_server import PromptFailed
+from testkit.comfy_server import PromptFailed
 from graphs import node
 
 pytestmark = pytest.mark.server

@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from comfy_server import ComfyServer
-from workflow_api import check_workflow, ui_to_api
+from testkit.comfy_server import ComfyServer
+from testkit.workflow_api import check_workflow, ui_to_api
 
 pytestmark = pytest.mark.server
 

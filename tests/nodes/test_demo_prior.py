@@ -13,7 +13,7 @@ import math
 import pytest
 import torch
 
-from comfy_host import load_pack
+from testkit.host import load_pack
 
 pack = load_pack()
 

@@ -15,7 +15,7 @@ at weight 1 deepinv's "norm" guidance barely moves the samples from the prior.
 import pytest
 import torch
 
-from comfy_host import load_pack
+from testkit.host import load_pack
 
 load_pack()
 

@@ -7,13 +7,13 @@ mode as loader nodes build them, sampled through comfy.sample.sample."""
 import pytest
 import torch
 
-from comfy_host import load_pack
+from testkit.host import load_pack
 
 pack = load_pack()
 
 import comfy.model_management  # noqa: E402
 import comfy.sample  # noqa: E402
-from dps_test_pack.tiny_models import tiny_conditioning, tiny_kl_vae, tiny_taesd_vae, tiny_unet  # noqa: E402
+from testkit.tiny_models import tiny_conditioning, tiny_kl_vae, tiny_taesd_vae, tiny_unet  # noqa: E402
 
 from comfyui_dps.dps.measurement import simulate  # noqa: E402
 from comfyui_dps.dps.noise import GaussianNoise  # noqa: E402

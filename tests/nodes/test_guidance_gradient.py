@@ -6,11 +6,11 @@ also covers the way out of inference mode (`autograd_ready`)."""
 import pytest
 import torch
 
-from comfy_host import load_pack
+from testkit.host import load_pack
 
 pack = load_pack()
 
-from dps_test_pack.tiny_models import tiny_conditioning, tiny_kl_vae, tiny_taesd_vae, tiny_unet  # noqa: E402
+from testkit.tiny_models import tiny_conditioning, tiny_kl_vae, tiny_taesd_vae, tiny_unet  # noqa: E402
 
 from comfyui_dps.dps.guidance import dps_denoise, fast_denoise, plug_in_variance, posterior_scale, variance_bound  # noqa: E402
 from comfyui_dps.dps.measurement import simulate  # noqa: E402

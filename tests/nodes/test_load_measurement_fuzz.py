@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 from PIL import Image
 from safetensors.torch import save as safetensors_save
 
-from comfy_host import load_pack
+from testkit.host import load_pack
 
 pack = load_pack()
 

@@ -10,7 +10,7 @@ import torch
 from PIL import Image
 from safetensors.torch import save_file
 
-from comfy_host import load_pack
+from testkit.host import load_pack
 
 pack = load_pack()
 

@@ -11,12 +11,12 @@ and FLOW families). With a linear operator and Gaussian noise the posterior is G
 import pytest
 import torch
 
-from comfy_host import load_pack
+from testkit.host import load_pack
 
 pack = load_pack()
 
 import comfy.sample  # noqa: E402
-from dps_test_pack.gaussian_prior import (  # noqa: E402
+from testkit.gaussian_prior import (  # noqa: E402
     GaussianPrior,
     gaussian_prior_model,
     image_posterior,

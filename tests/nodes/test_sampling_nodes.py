@@ -5,13 +5,13 @@ import hashlib
 import pytest
 import torch
 
-from comfy_host import load_pack
+from testkit.host import load_pack
 
 pack = load_pack()
 
 import comfy.sample  # noqa: E402
 import comfy.utils  # noqa: E402
-from dps_test_pack.tiny_models import pixel_space_vae, tiny_conditioning, tiny_taesd_vae, tiny_unet  # noqa: E402
+from testkit.tiny_models import pixel_space_vae, tiny_conditioning, tiny_taesd_vae, tiny_unet  # noqa: E402
 
 from comfyui_dps.dps.measurement import simulate  # noqa: E402
 from comfyui_dps.dps.noise import GaussianNoise  # noqa: E402

@@ -14,7 +14,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from comfy_host import comfyui_path, load_pack
+from testkit.host import comfyui_path, load_pack
 
 pack = load_pack()
 pytestmark = pytest.mark.slow

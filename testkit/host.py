@@ -8,11 +8,9 @@ import importlib.util
 import pathlib
 import sys
 
-ROOT = pathlib.Path(__file__).resolve().parents[1]
-if str(ROOT / "scripts") not in sys.path:
-    sys.path.append(str(ROOT / "scripts"))
+from .comfy_server import comfyui_path  # one rule for where ComfyUI is
 
-from comfy_server import comfyui_path  # noqa: E402  (one rule for where ComfyUI is)
+ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 
 def load_comfy():
@@ -31,9 +29,9 @@ def load_comfy():
     return path
 
 
-def load_pack():
-    """Import this repository as a ComfyUI custom node package named `comfyui_dps`."""
-    load_comfy()
+def import_pack():
+    """This repository as the package `comfyui_dps`, the one import path of tests, bench and scripts.
+    Without ComfyUI on the path only the engine (`comfyui_dps.dps`) is usable."""
     if "comfyui_dps" in sys.modules:
         return sys.modules["comfyui_dps"]
     spec = importlib.util.spec_from_file_location(
@@ -43,3 +41,9 @@ def load_pack():
     sys.modules["comfyui_dps"] = module
     spec.loader.exec_module(module)
     return module
+
+
+def load_pack():
+    """The real ComfyUI host in-process, then this pack as `comfyui_dps` (its nodes importable)."""
+    load_comfy()
+    return import_pack()
