@@ -90,7 +90,7 @@ def main():
         device = torch.device(device_name)
         for label, build in operators():
             for n in args.sizes:
-                op = build(n)
+                op = build(n).to(device, torch.float32)  # its tensors on the images' device, in their dtype
                 for b in args.batches:
                     x = torch.rand(b, 3, n, n, device=device)
                     # CPU is slow at 1024 x 4: fewer repeats keep the whole run near 3 minutes.

@@ -6,6 +6,8 @@ from __future__ import annotations
 import math
 import numbers
 
+import torch
+
 
 def integer(name: str, value, minimum: int | None = None, odd: bool = False) -> int:
     """`value` as an int; rejects bools, floats with a fraction, and values below `minimum`."""
@@ -44,6 +46,13 @@ def seed(name: str, value) -> int:
     if value >= 2 ** 64:
         raise ValueError(f"{name}: expected an integer in [0, 2**64), got {value!r}")
     return value
+
+
+def floating_dtype(name: str, value) -> torch.dtype | None:
+    """None, or a real floating torch dtype (what `to` converts floating tensors to)."""
+    if value is None or (isinstance(value, torch.dtype) and value.is_floating_point):
+        return value
+    raise ValueError(f"{name}: expected a real floating dtype such as torch.float32, got {value!r}")
 
 
 def size_text(shape) -> str:

@@ -1,14 +1,33 @@
 """The one protocol every forward operator follows.
 
 An operator maps an image batch x of shape [B, C, H, W] (values in [0, 1]) to a measurement.
-Operators are differentiable, device- and dtype-agnostic, batched, and never modify their input.
-Linear operators also give their exact adjoint: <A x, y> = <x, A* y> (real inner product; for
-complex measurements the real part of the Hermitian product).
+Operators are differentiable, batched, and never modify their input; the result has the image's
+dtype (complex for k-space). Linear operators also give their exact adjoint: <A x, y> = <x, A* y>
+(real inner product; for complex measurements the real part of the Hermitian product).
+
+An operator keeps its tensors (kernels, masks) on `device`, CPU when built; `to` gives a copy
+on another device, as deepinv's physics keeps buffers. An image elsewhere still works, at the
+cost of a copy of those tensors per call.
 """
 
 from __future__ import annotations
 
+import copy
+from typing import Callable
+
 import torch
+
+from . import _checks
+
+
+def tensor_to(t: torch.Tensor, device=None, dtype: torch.dtype | None = None) -> torch.Tensor:
+    """`t` on `device` (None: where it is), its floating values in `dtype`: complex tensors take
+    the complex dtype of that precision, bool and integer tensors keep theirs."""
+    if dtype is None or not (t.is_floating_point() or t.is_complex()):
+        return t.to(device=device)
+    if t.is_complex():
+        dtype = torch.promote_types(dtype, torch.complex64)
+    return t.to(device=device, dtype=dtype)
 
 
 class Operator:
@@ -18,6 +37,10 @@ class Operator:
     is_linear: bool = False
     #: Short name shown to users, e.g. "4x super-resolution (bicubic)".
     name: str = "operator"
+    #: Attributes holding the operator's own tensors: `to` moves them.
+    tensor_names: tuple[str, ...] = ()
+    #: Where the operator's tensors are, and where it builds those it derives per image size.
+    device: torch.device = torch.device("cpu")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
@@ -28,6 +51,27 @@ class Operator:
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         self.check_image(x.shape)
         return self.forward(x)
+
+    def to(self, device=None, dtype: torch.dtype | None = None) -> Operator:
+        """A copy of this operator with its tensors on `device` and, when given, its floating
+        tensors in `dtype`. This operator and its tensors are left as they are."""
+        dtype = _checks.floating_dtype("dtype", dtype)
+        moved = copy.copy(self)
+        if device is not None:
+            moved.device = torch.device(device)
+        for name in self.tensor_names:
+            setattr(moved, name, tensor_to(getattr(self, name), device, dtype))
+        # The copy shares no memo with this one: it rebuilds derived tensors on its own device.
+        moved.__dict__.pop("_memo", None)
+        return moved
+
+    def _derived(self, key: tuple, build: Callable[[], torch.Tensor]) -> torch.Tensor:
+        """`build()` moved to `device`, built once per `key` (what, image size, dtype): masks and
+        matrices that depend on the image size cost too much to rebuild at every call."""
+        memo = self.__dict__.setdefault("_memo", {})
+        if key not in memo:
+            memo[key] = build().to(self.device)
+        return memo[key]
 
     def check_image(self, shape: torch.Size | tuple[int, ...]) -> None:
         """Raise ValueError naming the image and what was expected if A cannot take `shape`."""
@@ -46,9 +90,3 @@ class Operator:
     def measurement_to_image(self, y: torch.Tensor) -> torch.Tensor:
         """A viewable picture [B, C, h, w] in [0, 1] of a measurement, for previews."""
         return y.clamp(0, 1)
-
-    def pseudo_inverse(self, y: torch.Tensor) -> torch.Tensor:
-        """A cheap image-domain estimate of x from y (for previews); default: the adjoint."""
-        if not self.is_linear:
-            raise NotImplementedError(f"{self.name} has no simple pseudo-inverse")
-        return self.adjoint(y)

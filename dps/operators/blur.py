@@ -37,8 +37,6 @@ class GaussianBlur(Convolution):
         return (f"GaussianBlur(kernel_size={self.kernel_size}, sigma={self.sigma:g}, "
                 f"boundary={self.boundary!r})")
 
-    describe = __repr__
-
 
 class MotionBlur(Convolution):
     """Blur with a user-given or generated motion kernel (2-D, normalised to sum 1).

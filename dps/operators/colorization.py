@@ -16,14 +16,16 @@ class Colorization(Operator):
 
     is_linear = True
     name = "colorization"
+    tensor_names = ("weights",)
+
+    def __init__(self):
+        self.weights = torch.tensor(LUMA, dtype=torch.float64).view(1, 3, 1, 1)
 
     def __repr__(self) -> str:
         return "Colorization()"
 
-    describe = __repr__
-
     def _weights(self, like: torch.Tensor) -> torch.Tensor:
-        return torch.tensor(LUMA, device=like.device, dtype=like.dtype).view(1, 3, 1, 1)
+        return self.weights.to(device=like.device, dtype=like.dtype)
 
     def check_image(self, shape) -> None:
         super().check_image(shape)
@@ -45,8 +47,3 @@ class Colorization(Operator):
 
     def measurement_to_image(self, y: torch.Tensor) -> torch.Tensor:
         return y.clamp(0, 1).expand(-1, 3, -1, -1).contiguous()
-
-    def pseudo_inverse(self, y: torch.Tensor) -> torch.Tensor:
-        # The grey image (R = G = B = y) is an exact preimage because the weights sum to 1;
-        # it is the natural preview, unlike the adjoint's tinted (0.299y, 0.587y, 0.114y).
-        return y.expand(-1, 3, -1, -1).contiguous()

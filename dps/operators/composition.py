@@ -21,7 +21,10 @@ class Composition(Operator):
     def __repr__(self) -> str:
         return f"Composition({self.first!r}, {self.second!r})"
 
-    describe = __repr__
+    def to(self, device=None, dtype: torch.dtype | None = None) -> Composition:
+        moved = super().to(device, dtype)
+        moved.first, moved.second = self.first.to(device, dtype), self.second.to(device, dtype)
+        return moved
 
     def check_image(self, shape) -> None:
         # The second operator checks first's output when it is applied.
@@ -43,6 +46,3 @@ class Composition(Operator):
 
     def measurement_to_image(self, y: torch.Tensor) -> torch.Tensor:
         return self.second.measurement_to_image(y)
-
-    def pseudo_inverse(self, y: torch.Tensor) -> torch.Tensor:
-        return self.first.pseudo_inverse(self.second.pseudo_inverse(y))

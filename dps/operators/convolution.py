@@ -63,6 +63,7 @@ class Convolution(Operator):
     "reflect" (default), "circular" or "zeros"."""
 
     is_linear = True
+    tensor_names = ("kernel",)
 
     def __init__(self, kernel: torch.Tensor, boundary: str = "reflect"):
         if boundary not in padding.BOUNDARIES:
@@ -75,24 +76,14 @@ class Convolution(Operator):
         self.pads = ((kh - 1) // 2, kh // 2, (kw - 1) // 2, kw // 2)
         self.use_fft = kh * kw > FFT_MIN_TAPS
         self.name = f"blur ({kh}x{kw} kernel, {boundary} boundary)"
-        self._cache: dict = {}
 
     def __repr__(self) -> str:
         kh, kw = self.kernel.shape
         return f"{type(self).__name__}({kh}x{kw} kernel, boundary={self.boundary!r})"
 
-    describe = __repr__
-
-    def pseudo_inverse(self, y: torch.Tensor) -> torch.Tensor:
-        # A blurred picture is itself the best cheap preview of the sharp one.
-        return y
-
-    # Weights are flipped once here: F.conv2d correlates, a convolution needs the flip.
-    def _weight(self, device, dtype):
-        key = ("weight", device, dtype)
-        if key not in self._cache:
-            self._cache[key] = self.kernel.flip(0, 1)[None, None].to(device=device, dtype=dtype)
-        return self._cache[key]
+    def _weight(self, like: torch.Tensor) -> torch.Tensor:
+        # Flipped: F.conv2d correlates, a convolution needs the flip.
+        return self.kernel.flip(0, 1)[None, None].to(device=like.device, dtype=like.dtype)
 
     @staticmethod
     def _depthwise(t: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
@@ -102,23 +93,19 @@ class Convolution(Operator):
         weight = weight.expand(channels, 1, -1, -1)
         return F.conv2d(t.reshape(-1, channels, *t.shape[-2:]), weight, groups=channels)
 
-    def _spectrum(self, padded_hw, device, dtype):
-        key = ("fft", tuple(padded_hw), device, dtype)
-        if key not in self._cache:
-            k = self.kernel.to(device=device, dtype=dtype)
-            self._cache[key] = torch.fft.rfft2(k, s=tuple(padded_hw))
-        return self._cache[key]
+    def _spectrum(self, grid: tuple[int, int], like: torch.Tensor) -> torch.Tensor:
+        spectrum = self._derived(("spectrum", grid, like.dtype),
+                                 lambda: torch.fft.rfft2(self.kernel.to(like.dtype), s=grid))
+        return spectrum.to(like.device)
 
     def _valid(self, xp: torch.Tensor) -> torch.Tensor:
         """Valid convolution of the padded image: same size as the image."""
         kh, kw = self.kernel.shape
         hp, wp = xp.shape[-2:]
         if not self.use_fft:
-            weight = self._weight(xp.device, xp.dtype)
-            return self._depthwise(xp, weight).reshape(*xp.shape[:-2], hp - kh + 1, wp - kw + 1)
+            return self._depthwise(xp, self._weight(xp)).reshape(*xp.shape[:-2], hp - kh + 1, wp - kw + 1)
         grid = (fast_fft_size(hp), fast_fft_size(wp))
-        spec = self._spectrum(grid, xp.device, xp.dtype)
-        full = torch.fft.irfft2(torch.fft.rfft2(xp, s=grid) * spec, s=grid)
+        full = torch.fft.irfft2(torch.fft.rfft2(xp, s=grid) * self._spectrum(grid, xp), s=grid)
         return full[..., kh - 1:hp, kw - 1:wp]
 
     def _valid_adjoint(self, y: torch.Tensor) -> torch.Tensor:
@@ -130,14 +117,14 @@ class Convolution(Operator):
             # unflipped kernel: the same maths, but cuDNN's depthwise conv_transpose2d was
             # 10x slower than its conv2d (H200, 1024x1024, batch 4).
             full = F.pad(y, (kw - 1, kw - 1, kh - 1, kh - 1))
-            flipped_back = self._weight(y.device, y.dtype).flip(-2, -1)
-            return self._depthwise(full, flipped_back).reshape(*y.shape[:-2], hp, wp)
+            unflipped = self.kernel[None, None].to(device=y.device, dtype=y.dtype)
+            return self._depthwise(full, unflipped).reshape(*y.shape[:-2], hp, wp)
         # Adjoint of "keep the last rows/columns of the grid": put y back there, zeros
         # elsewhere; adjoint of circular convolution: multiply by the conjugate spectrum.
         grid = (fast_fft_size(hp), fast_fft_size(wp))
         z = F.pad(y, (kw - 1, grid[1] - wp, kh - 1, grid[0] - hp))
-        spec = self._spectrum(grid, y.device, y.dtype)
-        return torch.fft.irfft2(torch.fft.rfft2(z) * spec.conj(), s=grid)[..., :hp, :wp]
+        spectrum = self._spectrum(grid, y)
+        return torch.fft.irfft2(torch.fft.rfft2(z) * spectrum.conj(), s=grid)[..., :hp, :wp]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self._valid(padding.pad(x, self.pads, self.boundary))

@@ -46,33 +46,26 @@ class FourierUndersampling(Operator):
         self.seed = _checks.seed("seed", seed)
         self.name = (f"Fourier undersampling ({self.acceleration:g}x, "
                      f"{100 * self.center_fraction:g}% centre)")
-        self._cache: dict = {}
 
     def __repr__(self) -> str:
         return (f"FourierUndersampling(acceleration={self.acceleration:g}, "
                 f"center_fraction={self.center_fraction:g}, seed={self.seed})")
 
-    describe = __repr__
-
     def mask(self, width: int) -> torch.Tensor:
         """bool [width] CPU column mask (centred order) used for images of this width."""
-        if width not in self._cache:
-            self._cache[width] = column_mask(width, self.acceleration, self.center_fraction,
-                                             self.seed)
-        return self._cache[width]
+        return column_mask(width, self.acceleration, self.center_fraction, self.seed)
 
-    def _mask(self, width: int, device, dtype) -> torch.Tensor:
-        key = (width, device, dtype)
-        if key not in self._cache:
-            self._cache[key] = self.mask(width).to(device=device, dtype=dtype)
-        return self._cache[key]
+    def _mask(self, like: torch.Tensor) -> torch.Tensor:
+        """The column mask for `like`'s width as real numbers of its precision, on its device."""
+        width, dtype = like.shape[-1], like.real.dtype if like.is_complex() else like.dtype
+        mask = self._derived(("mask", width, dtype), lambda: self.mask(width).to(dtype))
+        return mask.to(like.device)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return centred_fft2(x) * self._mask(x.shape[-1], x.device, x.dtype)
+        return centred_fft2(x) * self._mask(x)
 
     def adjoint(self, y: torch.Tensor) -> torch.Tensor:
-        real = y.real.dtype if y.is_complex() else y.dtype
-        return centred_ifft2(y * self._mask(y.shape[-1], y.device, real)).real
+        return centred_ifft2(y * self._mask(y)).real
 
     def measurement_from_image(self, image: torch.Tensor) -> torch.Tensor:
         raise ValueError("Fourier undersampling: k-space cannot be read from a picture; load "
@@ -80,8 +73,7 @@ class FourierUndersampling(Operator):
 
     def measurement_to_image(self, y: torch.Tensor) -> torch.Tensor:
         # Mask first: simulated noise also lands on the unsampled columns, which A ignores.
-        real = y.real.dtype if y.is_complex() else y.dtype
-        return log_magnitude_picture(y * self._mask(y.shape[-1], y.device, real), centred=True)
+        return log_magnitude_picture(y * self._mask(y), centred=True)
 
 
 DIMS = (-2, -1)

@@ -18,27 +18,23 @@ class _Masking(Operator):
 
     is_linear = True
 
-    def _keep(self, shape, device, dtype) -> torch.Tensor:
+    def _keep(self, like: torch.Tensor) -> torch.Tensor:
+        """The keep weights for images shaped like `like`, in its dtype, on its device."""
         raise NotImplementedError
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x * self._keep(x.shape, x.device, x.dtype)
+        return x * self._keep(x)
 
     def adjoint(self, y: torch.Tensor) -> torch.Tensor:
-        return y * self._keep(y.shape, y.device, y.dtype)
-
-    def pseudo_inverse(self, y: torch.Tensor) -> torch.Tensor:
-        # The kept pixels are already right and the missing ones are unknown: y is the preview.
-        return y
-
-    def describe(self) -> str:
-        return repr(self)
+        return y * self._keep(y)
 
 
 class Inpainting(_Masking):
     """Fixed-mask inpainting. `mask`: [H, W], [B, H, W] or [B, 1, H, W], values in [0, 1]
     (1 = missing). A batch-1 mask serves every image batch; a batch-B mask pairs with images
     of batch B."""
+
+    tensor_names = ("keep",)
 
     def __init__(self, mask: torch.Tensor):
         if not isinstance(mask, torch.Tensor):
@@ -62,7 +58,6 @@ class Inpainting(_Masking):
         if lo < 0 or hi > 1:
             raise ValueError(f"mask: expected values in [0, 1], got values in [{lo:g}, {hi:g}]")
         self.keep = 1 - mask
-        self._cache: dict = {}
         missing = 100 * float(mask.mean())
         self.name = f"inpainting ({missing:.0f}% missing)"
 
@@ -79,12 +74,9 @@ class Inpainting(_Masking):
             raise ValueError(f"mask: batch size {b} does not match the image batch size "
                              f"{shape[0]}")
 
-    def _keep(self, shape, device, dtype) -> torch.Tensor:
-        self.check_image(shape)
-        key = (device, dtype)
-        if key not in self._cache:
-            self._cache[key] = self.keep.to(device=device, dtype=dtype)
-        return self._cache[key]
+    def _keep(self, like: torch.Tensor) -> torch.Tensor:
+        self.check_image(like.shape)
+        return self.keep.to(device=like.device, dtype=like.dtype)
 
 
 class RandomInpainting(_Masking):
@@ -96,7 +88,6 @@ class RandomInpainting(_Masking):
         self.missing_fraction = _checks.number("missing_fraction", missing_fraction, 0, 1,
                                                high_open=True)
         self.seed = _checks.seed("seed", seed)
-        self._cache: dict = {}
         self.name = f"random inpainting ({100 * self.missing_fraction:.0f}% missing)"
 
     def __repr__(self) -> str:
@@ -104,17 +95,13 @@ class RandomInpainting(_Masking):
 
     def mask(self, height: int, width: int) -> torch.Tensor:
         """The [1, 1, H, W] float64 CPU mask (1 = missing) used for images of this size."""
-        key = (height, width)
-        if key not in self._cache:
-            generator = torch.Generator(device="cpu").manual_seed(self.seed)
-            order = torch.randperm(height * width, generator=generator)
-            flat = torch.zeros(height * width, dtype=torch.float64)
-            flat[order[: round(self.missing_fraction * height * width)]] = 1
-            self._cache[key] = flat.view(1, 1, height, width)
-        return self._cache[key]
+        generator = torch.Generator(device="cpu").manual_seed(self.seed)
+        order = torch.randperm(height * width, generator=generator)
+        flat = torch.zeros(height * width, dtype=torch.float64)
+        flat[order[: round(self.missing_fraction * height * width)]] = 1
+        return flat.view(1, 1, height, width)
 
-    def _keep(self, shape, device, dtype) -> torch.Tensor:
-        key = (tuple(shape[-2:]), device, dtype)
-        if key not in self._cache:
-            self._cache[key] = (1 - self.mask(*shape[-2:])).to(device=device, dtype=dtype)
-        return self._cache[key]
+    def _keep(self, like: torch.Tensor) -> torch.Tensor:
+        (height, width), dtype = like.shape[-2:], like.dtype
+        keep = self._derived(("keep", height, width, dtype), lambda: (1 - self.mask(height, width)).to(dtype))
+        return keep.to(like.device)

@@ -32,8 +32,6 @@ class PhaseRetrieval(Operator):
     def __repr__(self) -> str:
         return f"PhaseRetrieval(oversampling={self.oversampling:g})"
 
-    describe = __repr__
-
     def padded_size(self, size: int) -> int:
         # The 1e-9 keeps 2.0 * 3 from rounding up through float error.
         return int(math.ceil(self.oversampling * size - 1e-9))

@@ -67,12 +67,9 @@ class SuperResolution(Operator):
         self.scale_factor = factor
         self.kernel = kernel
         self.name = f"{factor}x super-resolution ({kernel})"
-        self._cache: dict = {}
 
     def __repr__(self) -> str:
         return f"SuperResolution(scale_factor={self.scale_factor}, kernel={self.kernel!r})"
-
-    describe = __repr__
 
     def check_image(self, shape) -> None:
         super().check_image(shape)
@@ -85,28 +82,16 @@ class SuperResolution(Operator):
         h, w = measurement_hw
         return (h * self.scale_factor, w * self.scale_factor)
 
-    def _matrix(self, size: int, device, dtype) -> torch.Tensor:
-        key = (size, device, dtype)
-        if key not in self._cache:
-            build = bicubic_weights if self.kernel == "bicubic" else average_weights
-            self._cache[key] = build(size, self.scale_factor).to(device=device, dtype=dtype)
-        return self._cache[key]
-
-    def _matrices(self, image_hw, device, dtype):
-        return (self._matrix(image_hw[0], device, dtype), self._matrix(image_hw[1], device, dtype))
+    def _matrix(self, size: int, like: torch.Tensor) -> torch.Tensor:
+        """The [size // factor, size] shrinking matrix of one axis, in `like`'s dtype and device."""
+        build = bicubic_weights if self.kernel == "bicubic" else average_weights
+        weights = self._derived(("weights", size, like.dtype), lambda: build(size, self.scale_factor).to(like.dtype))
+        return weights.to(like.device)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        dh, dw = self._matrices(x.shape[-2:], x.device, x.dtype)
+        dh, dw = (self._matrix(size, x) for size in x.shape[-2:])
         return dh @ x @ dw.mT
 
     def adjoint(self, y: torch.Tensor) -> torch.Tensor:
-        dh, dw = self._matrices(self.image_size(y.shape[-2:]), y.device, y.dtype)
+        dh, dw = (self._matrix(size, y) for size in self.image_size(y.shape[-2:]))
         return dh.mT @ y @ dw
-
-    def pseudo_inverse(self, y: torch.Tensor) -> torch.Tensor:
-        """Upsampling by the adjoint divided by its response to a constant image, so flat
-        regions keep their value: nearest-neighbour for "average", smooth for "bicubic"."""
-        dh, dw = self._matrices(self.image_size(y.shape[-2:]), y.device, y.dtype)
-        norm = dh.sum(0)[:, None] * dw.sum(0)[None, :]
-        return (dh.mT @ y @ dw) / norm
-

@@ -155,3 +155,21 @@ def test_mixed_dtypes_follow_the_image():
     assert chi2.dtype == torch.float64
     chi2.sum().backward()
     assert torch.isfinite(x.grad).all()
+
+
+@pytest.mark.parametrize(
+    ("operator", "noise"),
+    [
+        (ops.SuperResolution(2), GaussianNoise(0.05)),
+        (ops.FourierUndersampling(4, 0.1, 0), GaussianNoise(0.05)),
+        (ops.GaussianBlur(5, 1.0), PoissonNoise(50.0)),
+        (ops.PhaseRetrieval(2.0), GaussianNoise(0.05)),
+    ],
+)
+def test_gradcheck_chi2_and_nll_through_the_operator(operator, noise):
+    # Finite differences (float64) agree with autograd: the gradient DPS follows is the true one.
+    truth = _image(batch=1, size=(8, 8), seed=5)
+    m = simulate(truth, operator, noise, seed=1)
+    x = _image(batch=2, size=(8, 8), seed=6).requires_grad_()
+    assert torch.autograd.gradcheck(m.chi2, (x,), atol=1e-5, rtol=1e-4, fast_mode=True)
+    assert torch.autograd.gradcheck(m.negative_log_likelihood, (x,), atol=1e-5, rtol=1e-4, fast_mode=True)

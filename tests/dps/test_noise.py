@@ -185,3 +185,19 @@ def test_names_levels_and_descriptions():
     assert (g.name, g.level, p.name, p.level) == ("Gaussian noise", 0.05, "Poisson noise", 200.0)
     assert "0.05" in g.describe() and "200" in p.describe()
     assert repr(g) == "GaussianNoise(sigma=0.05)" and repr(p) == "PoissonNoise(photon_count=200)"
+
+
+def test_gradcheck_gaussian_nll():
+    noise = GaussianNoise(0.1)
+    y = _clean(shape=(2, 3, 4, 4), seed=1)
+    pred = _clean(shape=(2, 3, 4, 4), seed=2).requires_grad_()
+    assert torch.autograd.gradcheck(lambda p: noise.negative_log_likelihood(p, y), (pred,))
+
+
+@pytest.mark.parametrize("low", [0.0, -0.5])
+def test_gradcheck_poisson_nll(low):
+    # low = -0.5 puts predictions below zero: the quadratic continuation must be smooth too.
+    noise = PoissonNoise(30.0)
+    y = torch.poisson(30 * _clean(shape=(2, 3, 4, 4), seed=3)) / 30
+    pred = (low + _clean(shape=(2, 3, 4, 4), seed=4)).requires_grad_()
+    assert torch.autograd.gradcheck(lambda p: noise.negative_log_likelihood(p, y), (pred,))

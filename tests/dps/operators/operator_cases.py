@@ -1,16 +1,20 @@
-"""Operator instances shared by the operator tests (no tests here).
+"""The operator cases shared by the operator tests (no tests here), and their helpers.
 
 Images are 24x24 (divisible by every super-resolution factor) unless a case says otherwise.
 The blur cases cover both convolution paths (direct up to 5x5, FFT above), every boundary,
-even kernel sizes, and a 61x61 kernel larger than the image.
+even kernel sizes, and a 61x61 kernel larger than the image. Imported by bare name (pytest puts
+this folder on sys.path), hence a name no other test folder uses.
 """
 
-import pytest
 import torch
+from hypothesis import settings
 
 import comfyui_dps.dps.operators as ops
 
 SIZE = (24, 24)
+
+#: Hypothesis settings of the property tests: enough random cases to matter, in seconds.
+FAST = settings(max_examples=25, deadline=None)
 
 
 def _kernel(h, w, seed):
@@ -59,6 +63,11 @@ def image(batch=2, channels=3, size=SIZE, dtype=torch.float64, seed=0):
     return torch.rand(batch, channels, *size, generator=g, dtype=dtype)
 
 
+def rand(shape, seed):
+    """float64 uniform [0, 1) of any shape, reproducible by seed."""
+    return torch.rand(shape, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+
+
 def like(t, seed=1):
     """Random tensor shaped and typed like t (complex: random real and imaginary parts)."""
     g = torch.Generator().manual_seed(seed)
@@ -75,12 +84,9 @@ def inner(a, b):
     return (a * b).sum()
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Run a test on one intra-op thread, then restore the setting. On a busy 2-core machine
-    torch's threaded FFT of a tiny 16x16 grid can take 30 ms (thread hand-offs) instead of
-    0.1 ms; the tests use tiny images, so one thread is both faster and steadier."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+def adjoint_gap(op, x, seed):
+    """|<A x, y> - <x, A* y>| / |<A x, y>| for a random y: 0 up to rounding for an exact adjoint."""
+    ax = op(x)
+    y = like(ax, seed=seed)
+    lhs, rhs = inner(ax, y), inner(x, op.adjoint(y))
+    return abs(float(lhs - rhs)) / max(abs(float(lhs)), 1e-30)
