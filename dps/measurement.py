@@ -6,11 +6,13 @@ compared with the same observation); a batch-N y pairs item by item with an imag
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import torch
 
-from .operators.base import Operator
+from .noise import NoiseModel
+from .operators.base import Operator, tensor_to
 
 
 def _as_real(t: torch.Tensor) -> torch.Tensor:
@@ -25,17 +27,27 @@ class Measurement:
 
     y: torch.Tensor
     operator: Operator
-    noise: object
+    noise: NoiseModel
     image_size: tuple[int, int] | None = None
 
     def __post_init__(self):
         if not isinstance(self.y, torch.Tensor) or self.y.dim() < 3:
             shape = tuple(self.y.shape) if isinstance(self.y, torch.Tensor) else type(self.y)
             raise ValueError(f"measurement: expected a tensor [B, ..., h, w], got {shape}")
+        if not isinstance(self.noise, NoiseModel):
+            raise ValueError(f"noise: expected a noise model (GaussianNoise or PoissonNoise), "
+                             f"got {type(self.noise).__name__}")
         size = self.image_size
         if size is None:
             size = self.operator.image_size(tuple(self.y.shape[-2:]))
         object.__setattr__(self, "image_size", (int(size[0]), int(size[1])))
+
+    def to(self, device=None, dtype: torch.dtype | None = None) -> Measurement:
+        """A copy with y, the operator and the noise model on `device` (and y's values, the
+        operator's tensors in `dtype` when given; complex y in the matching complex dtype).
+        This measurement is left as it is."""
+        return dataclasses.replace(self, y=tensor_to(self.y, device, dtype),
+                                   operator=self.operator.to(device, dtype), noise=self.noise.to(device, dtype))
 
     @property
     def batch_size(self) -> int:
@@ -92,15 +104,8 @@ class Measurement:
         in a loaded file (simulated Gaussian noise lands there too, keeping the ratio at 1)."""
         return torch.sqrt(self.chi2(image) / self.num_elements)
 
-    def negative_log_likelihood(self, image: torch.Tensor) -> torch.Tensor:
-        """The noise model's NLL of y given A(image), per image [B] (up to a constant)."""
-        self.check_image(image)
-        prediction = self.operator(image)
-        y = self.y.to(device=prediction.device, dtype=prediction.dtype)
-        return self.noise.negative_log_likelihood(prediction, y)
 
-
-def simulate(image: torch.Tensor, operator: Operator, noise, seed: int = 0) -> Measurement:
+def simulate(image: torch.Tensor, operator: Operator, noise: NoiseModel, seed: int = 0) -> Measurement:
     """Measure `image` [B, C, H, W]: y = noise.sample(operator(image), seed), detached."""
     with torch.no_grad():
         clean = operator(image)

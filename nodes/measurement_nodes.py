@@ -176,12 +176,10 @@ class DPSSimulateMeasurement(io.ComfyNode):
 
 def describe(measurement: Measurement) -> str:
     y = measurement.y
-    noise = measurement.noise
-    noise_text = noise.describe() if hasattr(noise, "describe") else repr(noise)
     height, width = measurement.image_size
     kind = "complex" if y.is_complex() else "real"
     batch = "one observation for every sample" if y.shape[0] == 1 else f"{y.shape[0]} observations, one per sample"
-    return (f"Operator: {measurement.operator.name}. Noise: {noise_text}. Measurement y: {kind}, shape "
+    return (f"Operator: {measurement.operator.name}. Noise: {measurement.noise.describe()}. Measurement y: {kind}, shape "
             f"[{', '.join(map(str, y.shape))}] ({batch}). It explains images of {width}x{height} pixels "
             f"(width x height).")
 

@@ -1,4 +1,5 @@
-"""Measurement: batch pairing, residuals and their noise-level statistics, simulation."""
+"""Measurement (measurement.py): batch pairing, residuals and their noise-level statistics, true
+gradients, simulation, and moving to another device or dtype."""
 
 import dataclasses
 
@@ -39,7 +40,7 @@ def test_batch_one_serves_every_image_and_batch_n_pairs_item_by_item():
 def test_other_batch_pairings_raise_naming_both_sizes(y_batch, image_batch):
     m = Measurement(torch.zeros(y_batch, 3, 16, 16), ops.GaussianBlur(3, 1.0), GaussianNoise(0.1))
     pattern = rf"^measurement batch size {y_batch} does not match the image batch size {image_batch}"
-    for method in (m.residual, m.chi2, m.normalized_residual, m.whitened_residual, m.negative_log_likelihood):
+    for method in (m.residual, m.chi2, m.normalized_residual, m.whitened_residual):
         with pytest.raises(ValueError, match=pattern):
             method(torch.zeros(image_batch, 3, 16, 16))
 
@@ -116,12 +117,21 @@ def test_poisson_whitening_uses_the_per_element_std():
     torch.testing.assert_close(m.whitened_residual(x), (m.y - op(x)) / noise.std(m.y))
 
 
-def test_negative_log_likelihood_is_the_noise_models():
-    op, noise = ops.SuperResolution(2), GaussianNoise(0.1)
-    m = simulate(_image(seed=13), op, noise, seed=14)
-    x = _image(batch=2, seed=15)
-    torch.testing.assert_close(m.negative_log_likelihood(x), noise.negative_log_likelihood(op(x), m.y))
-    torch.testing.assert_close(m.negative_log_likelihood(x), m.chi2(x) / 2)  # Gaussian: NLL = chi2 / 2
+@pytest.mark.parametrize(
+    ("operator", "noise"),
+    [
+        (ops.SuperResolution(2), GaussianNoise(0.05)),
+        (ops.FourierUndersampling(4, 0.1, 0), GaussianNoise(0.05)),
+        (ops.GaussianBlur(5, 1.0), PoissonNoise(50.0)),
+        (ops.PhaseRetrieval(2.0), GaussianNoise(0.05)),
+    ],
+)
+def test_gradcheck_chi2_through_the_operator(operator, noise):
+    # Finite differences (float64) agree with autograd: the gradient DPS follows is the true one.
+    truth = _image(batch=1, size=(8, 8), seed=5)
+    m = simulate(truth, operator, noise, seed=1)
+    x = _image(batch=2, size=(8, 8), seed=6).requires_grad_()
+    assert torch.autograd.gradcheck(m.chi2, (x,), atol=1e-5, rtol=1e-4, fast_mode=True)
 
 
 def test_simulate_is_reproducible_detached_and_leaves_the_image_alone():
@@ -157,19 +167,44 @@ def test_mixed_dtypes_follow_the_image():
     assert torch.isfinite(x.grad).all()
 
 
+@pytest.mark.parametrize("noise", ["gaussian", None, 0.1, object()])
+def test_noise_must_be_a_noise_model(noise):
+    with pytest.raises(ValueError, match=r"^noise: expected a noise model \(GaussianNoise or PoissonNoise\), got "
+                                         + type(noise).__name__ + "$"):
+        Measurement(torch.zeros(1, 3, 8, 8), ops.GaussianBlur(3, 1.0), noise)
+
+
+def test_any_noise_model_whitens_by_its_own_std():
+    class Doubled(GaussianNoise):
+        def std(self, y):
+            return 2 * super().std(y)
+
+    y = torch.rand(1, 3, 8, 8, dtype=torch.float64)
+    x = torch.rand(1, 3, 8, 8, dtype=torch.float64)
+    op = ops.GaussianBlur(3, 1.0)
+    m = Measurement(y, op, Doubled(0.1))
+    torch.testing.assert_close(m.chi2(x), ((y - op(x)) ** 2).sum().reshape(1) / 0.2**2)
+
+
 @pytest.mark.parametrize(
     ("operator", "noise"),
     [
-        (ops.SuperResolution(2), GaussianNoise(0.05)),
-        (ops.FourierUndersampling(4, 0.1, 0), GaussianNoise(0.05)),
-        (ops.GaussianBlur(5, 1.0), PoissonNoise(50.0)),
-        (ops.PhaseRetrieval(2.0), GaussianNoise(0.05)),
+        (ops.GaussianBlur(9, 2.0), GaussianNoise(0.05)),
+        (ops.Inpainting(torch.rand(16, 16, generator=torch.Generator().manual_seed(0)) > 0.5), PoissonNoise(50.0)),
+        (ops.FourierUndersampling(4, 0.1, 0), GaussianNoise(0.05)),  # complex y
+        (ops.Composition(ops.GaussianBlur(5, 1.0), ops.SuperResolution(2)), GaussianNoise(0.05)),
     ],
 )
-def test_gradcheck_chi2_and_nll_through_the_operator(operator, noise):
-    # Finite differences (float64) agree with autograd: the gradient DPS follows is the true one.
-    truth = _image(batch=1, size=(8, 8), seed=5)
-    m = simulate(truth, operator, noise, seed=1)
-    x = _image(batch=2, size=(8, 8), seed=6).requires_grad_()
-    assert torch.autograd.gradcheck(m.chi2, (x,), atol=1e-5, rtol=1e-4, fast_mode=True)
-    assert torch.autograd.gradcheck(m.negative_log_likelihood, (x,), atol=1e-5, rtol=1e-4, fast_mode=True)
+def test_to_moves_y_operator_and_noise_and_leaves_the_original(operator, noise):
+    m = simulate(_image(size=(16, 16), seed=17), operator, noise, seed=18)
+    y, kind = m.y, m.y.dtype
+    moved = m.to("meta")
+    assert moved is not m and moved.operator is not m.operator and moved.noise is noise  # noise is immutable
+    assert moved.y.device.type == "meta" and moved.y.dtype == kind and moved.image_size == m.image_size
+    x = _image(batch=2, size=(16, 16), seed=19)
+    assert moved.chi2(x.to("meta")).shape == (2,)
+    assert m.y is y and y.device.type == "cpu" and m.chi2(x).device.type == "cpu"
+    # In float32 the moved measurement gives the same bits as the original does on float32 images.
+    single = m.to(dtype=torch.float32)
+    assert single.y.dtype == (torch.complex64 if kind == torch.complex128 else torch.float32)
+    torch.testing.assert_close(single.chi2(x.float()), m.chi2(x.float()), rtol=0, atol=0)
