@@ -14,7 +14,13 @@ import torch
 import folder_paths
 from comfy_api.latest import io
 
-from ..dps.io import MAX_FILE_BYTES, SUPPORTED_EXTENSIONS, list_measurement_files, load_measurement_file
+from ..dps.io import (
+    MAX_FILE_BYTES,
+    MeasurementFileNotFoundError,
+    find_measurement_file,
+    list_measurement_files,
+    load_measurement_file,
+)
 from .image_layout import to_engine
 from .measurement_nodes import (
     CATEGORY,
@@ -39,28 +45,14 @@ def input_folder() -> Path:
 
 
 def locate(name) -> tuple[Path | None, str | None]:
-    """(path, None) for a regular file inside the input folder, else (None, problem). Only for
-    validation and fingerprinting: the engine repeats its own checks when it reads the file."""
-    if not isinstance(name, str) or not name.strip():
-        return None, "file: no file chosen; upload a picture or copy a file into ComfyUI's input folder"
+    """(path, None) for a readable measurement file in the input folder, else (None, problem): the
+    engine's own checks, for validation and fingerprinting before a run."""
     try:
-        root = input_folder().resolve(strict=True)
-    except (OSError, RuntimeError) as error:
-        return None, f"file: the input folder cannot be read ({error})"
-    relative = Path(name)
-    if "\x00" in name or relative.is_absolute() or relative.drive or relative.root:
-        return None, f"file: '{name}' is outside the input folder"
-    try:
-        target = (root / relative).resolve(strict=False)
-    except (OSError, RuntimeError, ValueError) as error:
-        return None, f"file: '{name}' cannot be resolved ({error})"
-    if target == root or not target.is_relative_to(root):
-        return None, f"file: '{name}' is outside the input folder"
-    if not name.lower().endswith(SUPPORTED_EXTENSIONS):
-        return None, f"file: '{name}' has an unsupported extension; supported: {', '.join(SUPPORTED_EXTENSIONS)}"
-    if not target.is_file():
+        return find_measurement_file(name, input_folder()), None
+    except MeasurementFileNotFoundError:
         return None, f"file: '{name}' was not found in the input folder; upload it or copy it there"
-    return target, None
+    except ValueError as error:
+        return None, str(error)
 
 
 def file_digest(path: Path) -> str:
