@@ -1,6 +1,6 @@
 """Load Measurement (the node, in-process) on hostile files: only ValueError, never another exception.
 
-tests/dps/test_io.py fuzzes the engine's reader. The node adds its own layer: validate_inputs and
+tests/dps/io/test_loader.py fuzzes the engine's reader. The node adds its own layer: validate_inputs and
 fingerprint_inputs (which ComfyUI calls before running), and the shape rules that turn what was
 read into y and check it against the operator. Here random, truncated and mutated files of every
 format, and well-formed arrays of random shapes and dtypes, go through all of that with several
@@ -14,6 +14,7 @@ import io as bytes_io
 import itertools
 
 import numpy as np
+import png
 import pytest
 import torch
 from hypothesis import HealthCheck, event, given, settings
@@ -63,6 +64,14 @@ def picture_bytes(fmt, array, mode=None):
     return buffer.getvalue()
 
 
+def png16_bytes(array):
+    """A 16-bit colour PNG, which Pillow cannot write."""
+    buffer = bytes_io.BytesIO()
+    height, width, channels = array.shape
+    png.Writer(width, height, greyscale=False, alpha=channels == 4, bitdepth=16).write(buffer, array.reshape(height, -1))
+    return buffer.getvalue()
+
+
 def npy_bytes(array):
     buffer = bytes_io.BytesIO()
     np.save(buffer, array, allow_pickle=False)
@@ -73,7 +82,8 @@ RNG = np.random.default_rng(3)
 VALID = {
     ".png": [picture_bytes("PNG", RNG.integers(0, 256, (8, 8, 3), dtype=np.uint8)),
              picture_bytes("PNG", RNG.integers(0, 65536, (8, 8), dtype=np.uint16)),
-             picture_bytes("PNG", RNG.integers(0, 256, (4, 4, 4), dtype=np.uint8), "RGBA")],
+             picture_bytes("PNG", RNG.integers(0, 256, (4, 4, 4), dtype=np.uint8), "RGBA"),
+             png16_bytes(RNG.integers(0, 65536, (8, 8, 3), dtype=np.uint16))],
     ".tif": [picture_bytes("TIFF", RNG.integers(0, 256, (8, 8, 3), dtype=np.uint8)),
              picture_bytes("TIFF", RNG.random((4, 4)).astype(np.float32), "F")],
     ".npy": [npy_bytes(RNG.random((3, 4, 4)).astype(np.float32)),
