@@ -11,17 +11,15 @@ import comfy.utils
 import latent_preview
 from comfy_api.latest import io
 
-from ..dps.guidance import GUIDANCE_MODES
+from ..dps.guidance import METHODS
 from . import types
-from .guidance_patch import Renderer, check_sizes, guided_model, to_device
+from .guidance_patch import guided_model
+from .renderer import Renderer
+from .size_check import check_sizes
 from .residual_plot import residual_plot
 
-MODE_HELP = (
-    "dps: the paper's method, the measurement misfit is back-propagated through the diffusion model "
-    "(and the VAE decoder): most faithful, about 2-3x the cost of a plain step. "
-    "fast: the misfit is back-propagated through the VAE decoder only, at the current clean estimate: "
-    "no backward pass through the diffusion model, for large models and images."
-)
+MODE_HELP = "How the measurement steers each step.\n" + "\n".join(
+    f"{guidance.name}: {guidance.description}" for guidance in METHODS.values())
 STRENGTH_HELP = (
     "Scale of the likelihood term in the posterior denoiser. 1.0 is the statistically calibrated value "
     "(the residual is normalised per sample), and holds for any step count, sampler and scheduler. "
@@ -38,7 +36,7 @@ def strength_input():
 
 
 def mode_input():
-    return io.Combo.Input("guidance_mode", options=list(GUIDANCE_MODES), default="dps", tooltip=MODE_HELP)
+    return io.Combo.Input("guidance_mode", options=list(METHODS), default="dps", tooltip=MODE_HELP)
 
 
 def vae_input():
@@ -96,7 +94,7 @@ def final_residuals(model, vae, measurement, samples: torch.Tensor) -> list[floa
             comfy.model_management.load_models_gpu([vae.patcher])
             latent = latent.to(vae.device)
         image = renderer(latent)
-        meas = to_device(measurement, image.device)
+        meas = measurement.to(image.device)
         return [float(v) for v in meas.normalized_residual(image.clamp(0, 1)).cpu()]
 
 
@@ -142,7 +140,7 @@ class DPSKSampler(io.ComfyNode):
     @classmethod
     def execute(cls, model, seed, steps, cfg, sampler_name, scheduler, positive, negative, latent_image,
                 denoise, measurement, guidance_strength, guidance_mode, vae=None) -> io.NodeOutput:
-        check_sizes(measurement, Renderer(model, vae), latent_image["samples"].shape)
+        check_sizes(measurement, Renderer(model, vae).scale, latent_image["samples"].shape)
         patched, patch = guided_model(model, measurement, guidance_mode, guidance_strength, vae)
         out = sample_with_progress(patched, seed, steps, cfg, sampler_name, scheduler, positive, negative,
                                    latent_image, denoise)

@@ -44,6 +44,10 @@ def import_pack():
 
 
 def load_pack():
-    """The real ComfyUI host in-process, then this pack as `comfyui_dps` (its nodes importable)."""
+    """The real ComfyUI host in-process, then this pack as `comfyui_dps` with its nodes, as ComfyUI
+    loads it (also when the engine tests imported the pack before ComfyUI was on the path)."""
     load_comfy()
-    return import_pack()
+    pack = import_pack()
+    if not hasattr(pack, "comfy_entrypoint"):
+        pack.comfy_entrypoint = importlib.import_module("comfyui_dps.nodes.extension").comfy_entrypoint
+    return pack

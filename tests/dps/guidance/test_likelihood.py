@@ -1,10 +1,11 @@
-"""The plug-in variance of the guidance and its bound (dps/guidance.py), against hand-computed values."""
+"""The plug-in variance of the guidance and its bound (dps/guidance/likelihood.py), against hand-computed values."""
 
 import pytest
 import torch
 
-from comfyui_dps.dps.guidance import (RENDER_SCALE, dps_denoise, plug_in_variance, posterior_scale, prior_covariance_scale,
-                          variance_bound)
+from comfyui_dps.dps.guidance.core import posterior_scale, prior_covariance_scale
+from comfyui_dps.dps.guidance.dps import dps_guidance
+from comfyui_dps.dps.guidance.likelihood import RENDER_SCALE, likelihood_loss, plug_in_variance, variance_bound
 from comfyui_dps.dps.measurement import Measurement, simulate
 from comfyui_dps.dps.noise import GaussianNoise, PoissonNoise
 from comfyui_dps.dps.operators import Inpainting
@@ -45,7 +46,8 @@ def test_late_in_sampling_a_sample_far_from_y_gets_the_bounded_likelihood_gradie
     x = torch.zeros(1, 3, 8, 8, dtype=torch.float64)  # renders to 0.5 everywhere: far from y
     sigma, alpha = torch.tensor([0.05], dtype=torch.float64), torch.ones(1, dtype=torch.float64)
 
-    guided = dps_denoise(x, sigma, alpha, lambda z: z, lambda d: (d + 1) / 2, measurement, strength=1.0)
+    guided = dps_guidance(x=x, sigma=sigma, alpha=alpha, denoise=lambda z: z, render=lambda d: (d + 1) / 2,
+                          measurement=measurement, strength=1.0)
 
     bound = 1 + RENDER_SCALE**2 * prior_covariance_scale(sigma, alpha) / 0.05**2
     assert 1 < bound.item() < 1.3
@@ -54,3 +56,19 @@ def test_late_in_sampling_a_sample_far_from_y_gets_the_bounded_likelihood_gradie
     gradient = -residual / 2 / (0.05**2 * bound)  # d/dx of chi2 / (2 v): chain rule through (x + 1) / 2
     expected = x - posterior_scale(sigma, alpha) * gradient
     torch.testing.assert_close(guided, expected, rtol=1e-10, atol=1e-12)
+
+
+def test_likelihood_loss_is_chi2_over_twice_the_plug_in_variance_and_only_it_has_a_graph():
+    y = torch.zeros(2, 1, 2, 2, dtype=torch.float64)
+    measurement = Measurement(y, Inpainting(torch.zeros(2, 2)), GaussianNoise(0.5))
+    image = torch.tensor([0.5, 2.0], dtype=torch.float64).reshape(2, 1, 1, 1).expand(2, 1, 2, 2).clone()
+    image.requires_grad_(True)
+    loss, residual = likelihood_loss(measurement, image)
+    chi2 = torch.tensor([4 * (0.5 / 0.5) ** 2, 4 * (2.0 / 0.5) ** 2], dtype=torch.float64)  # [4, 64]
+    variance = torch.tensor([1.0, 16.0], dtype=torch.float64)  # clamp(chi2 / 4, 1)
+    torch.testing.assert_close(loss, chi2 / (2 * variance), rtol=1e-12, atol=0)
+    torch.testing.assert_close(residual, (chi2 / 4).sqrt(), rtol=1e-12, atol=0)
+    assert loss.requires_grad and not residual.requires_grad
+    # v is held fixed: the gradient is that of chi2 / (2 v) with v a constant.
+    (gradient,) = torch.autograd.grad(loss.sum(), image)
+    torch.testing.assert_close(gradient[1], (2 * image[1] / 0.25 / (2 * 16.0)).detach(), rtol=1e-12, atol=0)

@@ -1,4 +1,5 @@
-"""The guidance gradient through ComfyUI's own UNet and VAE decoders matches finite differences.
+"""The renderer (nodes/renderer.py): the guidance gradient through ComfyUI's own UNet and VAE decoders
+matches finite differences, and `encode` maps images back to model space as ComfyUI does.
 
 Models are built under torch.inference_mode(), as ComfyUI's loader nodes build them, so the test
 also covers the way out of inference mode (`autograd_ready`)."""
@@ -12,11 +13,15 @@ pack = load_pack()
 
 from testkit.tiny_models import tiny_conditioning, tiny_kl_vae, tiny_taesd_vae, tiny_unet  # noqa: E402
 
-from comfyui_dps.dps.guidance import dps_denoise, fast_denoise, plug_in_variance, posterior_scale, variance_bound  # noqa: E402
+from comfyui_dps.dps.guidance.core import posterior_scale  # noqa: E402
+from comfyui_dps.dps.guidance.dps import dps_guidance  # noqa: E402
+from comfyui_dps.dps.guidance.fast import fast_guidance  # noqa: E402
+from comfyui_dps.dps.guidance.likelihood import plug_in_variance, variance_bound  # noqa: E402
 from comfyui_dps.dps.measurement import simulate  # noqa: E402
 from comfyui_dps.dps.noise import GaussianNoise  # noqa: E402
 from comfyui_dps.dps.operators import GaussianBlur  # noqa: E402
-from comfyui_dps.nodes.guidance_patch import Renderer, autograd_ready  # noqa: E402
+from comfyui_dps.nodes.inference_mode import autograd_ready  # noqa: E402
+from comfyui_dps.nodes.renderer import Renderer  # noqa: E402
 
 VAES = {"taesd": tiny_taesd_vae, "kl": tiny_kl_vae}
 
@@ -25,7 +30,7 @@ VAES = {"taesd": tiny_taesd_vae, "kl": tiny_kl_vae}
 def no_safety_bound(monkeypatch):
     """Random decoders give huge residuals, where the safety bound on the correction would
     rescale it: these tests check the gradient itself."""
-    monkeypatch.setattr(pack.dps.guidance, "MAX_CORRECTION_RATIO", float("inf"))
+    monkeypatch.setattr(pack.dps.guidance.core, "MAX_CORRECTION_RATIO", float("inf"))
 
 
 def float64_setup(vae_kind, model_type="eps"):
@@ -77,7 +82,8 @@ def test_dps_gradient_through_unet_and_decoder_matches_finite_differences(vae_ki
             return (measurement.chi2(render(denoise(point))) / (2 * variance)).item()
 
     denoised = denoise(x).detach()
-    guided = dps_denoise(x, sigma, alpha, denoise, render, measurement, strength=1.0)
+    guided = dps_guidance(x=x, sigma=sigma, alpha=alpha, denoise=denoise, render=render, measurement=measurement,
+                          strength=1.0)
     gradient = (denoised - guided) / posterior_scale(sigma, alpha)
     eps = 1e-8  # ReLU kinks in the decoders: keep the step far below the distance to the nearest one
     finite = (objective(x + eps * direction) - objective(x - eps * direction)) / (2 * eps)
@@ -107,10 +113,37 @@ def test_fast_gradient_through_decoder_matches_finite_differences(vae_kind):
         with torch.no_grad():
             return (measurement.chi2(render(point)) / (2 * variance)).item()
 
-    guided = fast_denoise(estimate, sigma, alpha, denoise, render, measurement, strength=1.0)
+    guided = fast_guidance(x=estimate, sigma=sigma, alpha=alpha, denoise=denoise, render=render,
+                           measurement=measurement, strength=1.0)
     gradient = (estimate - guided) / (sigma**2 / (alpha**2 + sigma**2))
     eps = 1e-8  # ReLU kinks in the decoders: keep the step far below the distance to the nearest one
     finite = (objective(estimate + eps * direction) - objective(estimate - eps * direction)) / (2 * eps)
     analytic = (gradient * direction).sum().item()
     assert abs(analytic - finite) <= 1e-5 * max(1.0, abs(finite)), (analytic, finite)
     assert abs(finite) > 1e-3
+
+
+@pytest.mark.parametrize("vae_kind", list(VAES))
+def test_encode_matches_comfyuis_own_vae_encode_in_model_space(vae_kind):
+    with torch.inference_mode():
+        model = tiny_unet("eps", seed=0)
+        vae = VAES[vae_kind](seed=0)
+    image = torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(5))
+    renderer = Renderer(model, vae)
+    with torch.inference_mode(False), torch.no_grad():
+        renderer.prepare()
+        latent = renderer.encode(image)
+    with torch.inference_mode():
+        expected = model.model.process_latent_in(vae.encode(image.movedim(1, -1)).float())
+    assert latent.shape == (2, 4, 4, 4) and renderer.output_size(latent.shape) == (32, 32)
+    torch.testing.assert_close(latent.cpu(), expected.cpu(), rtol=1e-4, atol=1e-5)
+
+
+def test_pixel_models_render_and_encode_by_the_affine_map():
+    with torch.inference_mode():
+        model = tiny_unet("eps", seed=0, pixel=True)
+    renderer = Renderer(model)
+    x = torch.randn(1, 3, 8, 8, dtype=torch.float64)
+    torch.testing.assert_close(renderer(x), (x + 1) / 2)
+    torch.testing.assert_close(renderer.encode(renderer(x)), x)
+    assert renderer.scale == 1 and renderer.output_size(x.shape) == (8, 8)

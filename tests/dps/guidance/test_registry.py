@@ -1,0 +1,44 @@
+"""The registry of guidance methods (dps/guidance/registry.py): a method is one function plus one
+entry, and every entry keeps the calling convention the hosts rely on."""
+
+import inspect
+
+import pytest
+import torch
+
+from comfyui_dps.dps.guidance import METHODS, GuidanceMethod, method
+from comfyui_dps.dps.measurement import Measurement
+from comfyui_dps.dps.noise import GaussianNoise
+from comfyui_dps.dps.operators import Inpainting, PhaseRetrieval
+
+KEYWORDS = {"x", "sigma", "alpha", "denoise", "render", "measurement", "strength", "trace"}
+
+
+@pytest.mark.parametrize("name", list(METHODS))
+def test_every_method_takes_the_keyword_arguments_only(name):
+    entry = METHODS[name]
+    assert entry.name == name and entry.description and not entry.description.endswith(" ")
+    parameters = inspect.signature(entry.function).parameters
+    assert set(parameters) == KEYWORDS
+    assert all(p.kind is inspect.Parameter.KEYWORD_ONLY for p in parameters.values())
+    assert parameters["trace"].default is None
+
+
+def test_the_flags_say_what_each_method_differentiates():
+    assert METHODS["dps"].through_model and not METHODS["fast"].through_model
+    assert not METHODS["dps"].needs_linear and not METHODS["fast"].needs_linear
+
+
+def test_an_unknown_name_is_a_clear_error():
+    with pytest.raises(ValueError, match="guidance_mode: expected one of dps, fast.*'dsp'"):
+        method("dsp")
+
+
+def test_a_method_that_needs_a_linear_operator_refuses_a_non_linear_one():
+    linear_only = GuidanceMethod("linear-only", METHODS["dps"].function, through_model=True, needs_linear=True,
+                                 description="test")
+    y = torch.rand(1, 3, 8, 8)
+    linear_only.check(Measurement(y, Inpainting(torch.zeros(8, 8)), GaussianNoise(0.1)))
+    phase = Measurement(torch.rand(1, 3, 16, 16), PhaseRetrieval(2.0), GaussianNoise(0.1))
+    with pytest.raises(ValueError, match="guidance_mode: 'linear-only' needs a linear operator"):
+        linear_only.check(phase)
