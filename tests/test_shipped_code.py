@@ -129,7 +129,7 @@ def problems_in(source: str, filename: str = "<snippet>") -> list[tuple[int, str
 
 def test_the_shipped_files_are_found():
     names = {path.relative_to(ROOT).as_posix() for path in shipped_files()}
-    assert {"__init__.py", "dps/io/loader.py", "dps/io/sandbox.py", "dps/guidance.py", "nodes/sampling_nodes.py",
+    assert {"__init__.py", "dps/io/loader.py", "dps/io/sandbox.py", "dps/guidance/registry.py", "nodes/sampling_nodes.py",
             "nodes/load_measurement_node.py"} <= names, sorted(names)
     assert not [name for name in names if name.startswith(("tests/", "scripts/", "bench/"))]
 
