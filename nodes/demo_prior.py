@@ -12,15 +12,14 @@ factor (16) and to at least the training crop size, so any image size works. It 
 every stock sampler and scheduler drives it. Pixel space: 3 channels in [-1, 1]; the latent
 format is `ChromaRadiance` (identity) and the VAE is ComfyUI's pixel-space conversion VAE.
 
-This module is shared with the training script (which imports it by path), so the model
-definition used for training and for loading cannot drift apart.
+This module is shared with the training script (which imports it from the pack without registering
+the nodes), so the model definition used for training and for loading cannot drift apart.
 """
 
 import json
 import pathlib
 
 import torch
-import torch.nn.functional as F
 
 import comfy.latent_formats
 import comfy.model_base
@@ -28,6 +27,8 @@ import comfy.model_management
 import comfy.supported_models_base
 import comfy.utils
 from comfy.ldm.modules.diffusionmodules.openaimodel import UNetModel
+
+from ..dps.operators import padding
 
 # comfy.sd and comfy.model_patcher are imported where used: the training script needs only the
 # model definition, and comfy.sd pulls in the text encoders (transformers) as well.
@@ -72,18 +73,6 @@ MODEL_TYPES = {
 }
 
 
-def _reflect_pad(x, top, bottom, left, right):
-    """Reflection padding of any amount (repeated when it exceeds the image)."""
-    while top or bottom or left or right:
-        h, w = x.shape[-2:]
-        t, b, lft, r = min(top, h - 1), min(bottom, h - 1), min(left, w - 1), min(right, w - 1)
-        if h < 2 or w < 2:  # nothing to reflect: replicate instead
-            return F.pad(x, (left, right, top, bottom), mode="replicate")
-        x = F.pad(x, (lft, r, t, b), mode="reflect")
-        top, bottom, left, right = top - t, bottom - b, left - lft, right - r
-    return x
-
-
 class PaddedUNetModel(UNetModel):
     """ComfyUI's UNetModel that takes any image size: the input is reflect-padded to a multiple
     of the downsampling factor and to at least `min_size` per side, and the output cropped back.
@@ -104,7 +93,7 @@ class PaddedUNetModel(UNetModel):
             return super().forward(x, *args, **kwargs)
         ph, pw = target_h - h, target_w - w
         top, left = ph // 2, pw // 2
-        out = super().forward(_reflect_pad(x, top, ph - top, left, pw - left), *args, **kwargs)
+        out = super().forward(padding.pad(x, (top, ph - top, left, pw - left), "reflect"), *args, **kwargs)
         return out[..., top:top + h, left:left + w]
 
 

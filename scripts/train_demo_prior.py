@@ -2,8 +2,8 @@
 """Train the pack's demo diffusion prior (a dev script: not shipped, not imported by the pack).
 
 A small pixel-space diffusion model built on ComfyUI's own UNetModel and BaseModel (see
-nodes/demo_prior.py, which this script imports by path so that training and loading share one
-model definition), trained with ComfyUI's own discrete schedule (ModelSamplingDiscrete, SD's
+nodes/demo_prior.py, which this script imports from the pack so that training and loading share
+one model definition), trained with ComfyUI's own discrete schedule (ModelSamplingDiscrete, SD's
 linear betas, 1000 steps): each step draws timesteps uniformly from the 1000, takes their sigmas
 from `model.model_sampling`, builds x_t = x0 + sigma * eps and calls `model.apply_model(x_t,
 sigma)`, which applies ComfyUI's own input scaling and timestep mapping and returns the denoised
@@ -35,7 +35,7 @@ ComfyUI is found through --comfyui, else $COMFYUI_PATH, else .host/ComfyUI, else
 import argparse
 import copy
 import datetime
-import importlib.util
+import importlib
 import json
 import math
 import os
@@ -43,6 +43,7 @@ import pathlib
 import platform
 import sys
 import time
+import types
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
@@ -146,10 +147,12 @@ def import_comfy(path, device):
         comfy_args.cpu = True
     import comfy.model_management  # noqa: F401  (reads the args once)
 
-    spec = importlib.util.spec_from_file_location("dps_demo_prior", ROOT / "nodes" / "demo_prior.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    # demo_prior imports the engine's padding relatively, so it is loaded as the pack's module; the
+    # pack's package stays bare (its __init__ would register every node, and pull in all of ComfyUI).
+    pack = types.ModuleType("comfyui_dps")
+    pack.__path__ = [str(ROOT)]
+    sys.modules.setdefault("comfyui_dps", pack)
+    return importlib.import_module("comfyui_dps.nodes.demo_prior")
 
 
 def describe_machine(device):
