@@ -9,6 +9,7 @@ host:
 
 test: host
 	bash scripts/install_browser.sh
+	bash scripts/install_manager.sh
 	$(PY) -m pytest
 
 # Unit tests only (no server, no browser).
