@@ -2,6 +2,12 @@
 widget value is one the server accepts (model files included), every file converts to an API prompt,
 documents itself in a Note, has a thumbnail, and is served by ComfyUI as a template of this pack.
 
+Thumbnails: both frontends tested here (1.32.9 and 1.58.1) ask for a custom node's template thumbnail
+at /api/workflow_templates/<pack>/<name>.jpg, the only format they ask for. ComfyUI 0.3.75 serves the
+whole workflows/ folder there; newer ComfyUI (0.38.1, read from its source) serves only `.json` on that
+route, so the .jpg answers 404 and the frontend shows its own placeholder image (seen in the browser
+by tests/integration/test_frontend.py). The tests below accept either answer for a thumbnail.
+
 The server gets its own base directory whose models/ folders hold EMPTY placeholder files named as the
 workflows name them, so the loader combos list them; nothing is ever loaded from them.
 """
@@ -9,6 +15,7 @@ workflows name them, so the loader combos list them; nothing is ever loaded from
 import io
 import json
 import pathlib
+import urllib.error
 
 import numpy as np
 import pytest
@@ -204,7 +211,7 @@ def test_workflow_explains_itself_in_a_note(path):
 
 @pytest.mark.parametrize("path", WORKFLOWS, ids=workflow_id)
 def test_workflow_has_a_thumbnail(path):
-    """ComfyUI's template browser shows <name>.jpg beside <name>.json (frontend 1.32 asks for .jpg)."""
+    """<name>.jpg beside <name>.json: the file the frontends (1.32.9 and 1.58.1) ask for."""
     thumbnail = path.with_suffix(".jpg")
     assert thumbnail.is_file(), f"{thumbnail.name} is missing"
     with Image.open(thumbnail) as picture:
@@ -212,12 +219,31 @@ def test_workflow_has_a_thumbnail(path):
         assert 200 <= picture.width <= 800, picture.size
 
 
+def fetch(server, path: str) -> tuple[int, bytes]:
+    """(HTTP status, body) of a GET, without raising on 4xx."""
+    try:
+        return 200, server.get_bytes(path)
+    except urllib.error.HTTPError as error:
+        return error.code, error.read()
+
+
 def test_comfyui_serves_the_workflows_as_templates(workflow_server):
+    """The template list names every workflow and each one is served as it is in workflows/. A thumbnail
+    is either served as the committed file (ComfyUI 0.3.75) or answered 404 (a backend that serves only
+    .json on this route, as ComfyUI 0.38.1 does): the frontends then show their placeholder. Anything
+    else (another file, a server error) fails."""
     templates = workflow_server.get("/workflow_templates")
     assert sorted(templates.get(PACK_NAME, [])) == sorted(path.stem for path in WORKFLOWS), templates
+    thumbnails = {}
     for path in WORKFLOWS:
         served = json.loads(workflow_server.get_bytes(f"/api/workflow_templates/{PACK_NAME}/{path.name}"))
         assert served == load(path)
         if path.with_suffix(".jpg").is_file():  # a missing one fails test_workflow_has_a_thumbnail
-            thumbnail = workflow_server.get_bytes(f"/api/workflow_templates/{PACK_NAME}/{path.stem}.jpg")
-            assert Image.open(io.BytesIO(thumbnail)).format == "JPEG"
+            status, body = fetch(workflow_server, f"/api/workflow_templates/{PACK_NAME}/{path.stem}.jpg")
+            assert status in (200, 404), (path.stem, status, body[:200])
+            if status == 200:
+                assert body == path.with_suffix(".jpg").read_bytes(), f"{path.stem}.jpg: not the committed file"
+                assert Image.open(io.BytesIO(body)).format == "JPEG"
+            thumbnails[path.stem] = status
+    print(f"thumbnails served (200) or not (404): {thumbnails}")
+    assert len(set(thumbnails.values())) <= 1, f"some thumbnails are served, others not: {thumbnails}"
