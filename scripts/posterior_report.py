@@ -1,7 +1,8 @@
 """Figures and a table for the README from the exact-posterior checks (issue 4, checks 1 and 2).
 
-Runs the same problems as tests/nodes/test_posterior_sampling.py with more samples and writes
-docs/posterior-check.md and docs/images/posterior-check.png. Dev tool, not shipped:
+Runs the problems of tests/nodes/test_posterior_sampling.py (testkit/posterior_problems.py) with
+more samples and writes docs/posterior-check.md and docs/images/posterior-check.png. Dev tool, not
+shipped:
     .venv/bin/python scripts/posterior_report.py
 """
 
@@ -13,7 +14,8 @@ import sys
 import time
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT / "tests"), str(ROOT / "tests" / "nodes")]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
 
 import matplotlib  # noqa: E402
 
@@ -21,14 +23,15 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
 
-import test_posterior_sampling as checks  # noqa: E402
+import testkit.posterior_problems as checks  # noqa: E402  (loads ComfyUI and the pack)
+from comfyui_dps.dps.operators import SuperResolution  # noqa: E402
 
 FAMILIES = ["eps", "v_prediction", "flow"]
 SAMPLERS = ["euler", "euler_ancestral", "dpmpp_2m", "uni_pc"]
 
 
 def plumbing_rows(count=4000, steps=60):
-    problem = checks.make_problem((3, 4, 4), checks.SuperResolution(2, "average"))
+    problem = checks.make_problem((3, 4, 4), SuperResolution(2, "average"))
     prior, measurement, matrix, offset, y, post_mean, post_cov = problem
     post_std = post_cov.diagonal().sqrt()
     rows = []

@@ -128,12 +128,14 @@ class GaussianPriorConfig(comfy.supported_models_base.BASE):
     memory_usage_factor = 1.0
 
 
-def gaussian_prior_model(prior: GaussianPrior, model_type: str = "eps"):
-    """A ComfyUI ModelPatcher whose denoiser is the exact one of `prior`."""
+def gaussian_prior_model(prior: GaussianPrior, model_type: str = "eps", device=None):
+    """A ComfyUI ModelPatcher whose denoiser is the exact one of `prior`, loaded on `device`
+    (default ComfyUI's device; the prior's matrices are on the CPU, so pass the CPU where ComfyUI
+    would pick a GPU)."""
     config = GaussianPriorConfig({"disable_unet_model_creation": True})
     if model_type == "flow":
         config.sampling_settings = {"shift": 1.0, "multiplier": 1000}
     model = comfy.model_base.BaseModel(config, model_type=MODEL_TYPES[model_type], device="cpu")
     model.diffusion_model = ExactDenoiserNet(prior, model_type)
-    device = comfy.model_management.get_torch_device()
+    device = comfy.model_management.get_torch_device() if device is None else device
     return comfy.model_patcher.ModelPatcher(model, load_device=device, offload_device=device)

@@ -6,67 +6,24 @@ and FLOW families). With a linear operator and Gaussian noise the posterior is G
    must make stock samplers draw from the exact posterior.
 2. DPS itself (our step rule) on the same problem: residuals at the noise level, mean near the
    posterior mean, variance not collapsed.
+The problems, the sampling helper and the exact correction live in testkit/posterior_problems.py
+(scripts/posterior_report.py draws the README's tables from the same ones).
 """
 
 import pytest
-import torch
 
 from testkit.host import load_pack
 
-pack = load_pack()
+load_pack()
 
-import comfy.sample  # noqa: E402
-from testkit.gaussian_prior import (  # noqa: E402
-    GaussianPrior,
-    gaussian_prior_model,
-    image_posterior,
-    linear_posterior,
-)
+from testkit.posterior_problems import DPS_OPERATORS, draw, exact_correction, make_problem  # noqa: E402
 
-from comfyui_dps.dps.measurement import simulate  # noqa: E402
-from comfyui_dps.dps.noise import GaussianNoise  # noqa: E402
-from comfyui_dps.dps.operators import GaussianBlur, RandomInpainting, SuperResolution  # noqa: E402
-from comfyui_dps.nodes.guidance_patch import guided_model  # noqa: E402
-
-NOISE = 0.05
-SCHEDULERS = {"eps": "karras", "v_prediction": "karras", "flow": "simple"}
-
-
-def make_problem(shape, operator, correlation=1.5):
-    prior = GaussianPrior(shape=shape, seed=0, correlation=correlation)
-    truth = prior.sample(1, seed=5)
-    measurement = simulate(((truth + 1) / 2).float(), operator, GaussianNoise(NOISE), seed=7)
-    matrix, offset, post_mean, post_cov = image_posterior(prior, operator, measurement.y, NOISE)
-    return prior, measurement, matrix, offset, measurement.y.reshape(-1).double(), post_mean, post_cov
+from comfyui_dps.dps.operators import SuperResolution  # noqa: E402
 
 
 @pytest.fixture(scope="module")
 def problem():
     return make_problem((3, 4, 4), SuperResolution(2, "average"))
-
-
-def draw(prior, measurement, model_type, sampler, count, steps, mode="dps", strength=1.0, guidance=None, seed=0):
-    model = gaussian_prior_model(prior, model_type)
-    patched, patch = guided_model(model, measurement, mode, strength, guidance=guidance)
-    latent = torch.zeros(count, *prior.shape)
-    noise = comfy.sample.prepare_noise(latent, seed)
-    cond = [[torch.zeros(1, 1, 1), {}]]
-    out = comfy.sample.sample(patched, noise, steps, 1.0, sampler, SCHEDULERS[model_type], cond, cond, latent,
-                              disable_pbar=True, seed=seed)
-    return out.reshape(count, -1).double(), patch
-
-
-def exact_correction(prior, matrix, offset, y):
-    """A test-only guidance: the exact E[x0 | x_t, y] - E[x0 | x_t] for this Gaussian problem
-    (finite at alpha = 0, where it equals the prior's own posterior shift)."""
-
-    def guidance(x, sigma, alpha, denoise, render, measurement, strength, trace):
-        denoised = denoise(x)
-        mean_t, cov_t = prior.conditional(x, float(alpha.reshape(-1)[0]), float(sigma.reshape(-1)[0]))
-        post_t, _ = linear_posterior(mean_t, cov_t, matrix, offset, y, NOISE)
-        return denoised + (post_t - mean_t).reshape(x.shape).to(denoised.dtype)
-
-    return guidance
 
 
 @pytest.mark.slow
@@ -86,9 +43,6 @@ def test_exact_likelihood_correction_samples_the_exact_posterior(problem, model_
     assert 0.7 < variance_ratio.min().item() and variance_ratio.max().item() < 1.3, variance_ratio
     # And the posterior is not the prior: the prior mean is many posterior deviations away.
     assert ((prior.mean - post_mean).abs() / post_std).max().item() > 3
-
-
-DPS_OPERATORS = {"blur": lambda: GaussianBlur(5, 1.0), "inpainting": lambda: RandomInpainting(0.7, seed=1)}
 
 
 @pytest.mark.slow
