@@ -143,9 +143,10 @@ class CheckpointPolicy:
     the same order for SD-family models). After an out-of-memory error the caller calls
     `memory_was_short`, and every later step is checkpointed."""
 
-    def __init__(self, model_patcher, vae, through_model: bool):
+    def __init__(self, model_patcher, vae, through_model: bool, autoencoder=None):
         self.model_patcher = model_patcher
         self.vae = vae
+        self.autoencoder = autoencoder if autoencoder is not None or vae is None else vae.first_stage_model
         self.through_model = through_model
         self.short_of_memory = False
         self._decoder_per_pixel = {}
@@ -160,7 +161,7 @@ class CheckpointPolicy:
 
     def decoder_blocks(self) -> list[torch.nn.Module]:
         if self._decoder_blocks is None:
-            self._decoder_blocks = [] if self.vae is None else checkpoint_blocks(self.vae.first_stage_model)
+            self._decoder_blocks = [] if self.vae is None else checkpoint_blocks(self.autoencoder)
         return self._decoder_blocks
 
     def decide(self, x: torch.Tensor) -> Decision:
@@ -179,7 +180,7 @@ class CheckpointPolicy:
             like = torch.empty((0, *x.shape[1:]), device=self.vae.device, dtype=self.vae.vae_dtype)
             key = (like.device, like.dtype, tuple(x.shape[1:-2]))
             if key not in self._decoder_per_pixel:
-                self._decoder_per_pixel[key] = decoder_bytes_per_latent_pixel(self.vae.first_stage_model, like)
+                self._decoder_per_pixel[key] = decoder_bytes_per_latent_pixel(self.autoencoder, like)
             decoder = self._decoder_per_pixel[key] * x.shape[0] * x.shape[-2] * x.shape[-1]
         if not self.through_model:
             return decoder

@@ -16,6 +16,7 @@ import comfy.patcher_extension
 
 from ..dps.guidance import GuidanceMethod, GuidanceTrace, method
 from .checkpointing import CheckpointPolicy, SavedBytes, checkpointed
+from .dynamic_vram import non_dynamic
 from .inference_mode import autograd_ready, ordinary_copy
 from .noise_levels import noise_levels
 from .renderer import Renderer
@@ -36,7 +37,8 @@ class GuidancePatch:
         self.measurement = ordinary_copy(measurement)
         self.strength = float(strength)
         self.renderer = Renderer(model_patcher, vae)
-        self.checkpointing = CheckpointPolicy(model_patcher, vae, through_model=self.method.through_model)
+        self.checkpointing = CheckpointPolicy(model_patcher, vae, through_model=self.method.through_model,
+                                              autoencoder=self.renderer.autoencoder)
         self.model_sampling = model_patcher.get_model_object("model_sampling")
         self.model_name = type(model_patcher.model).__name__
         self.base_model = model_patcher.model
@@ -44,11 +46,13 @@ class GuidancePatch:
         self._on_device = {}
         self._checked_shape = None
 
-    def measurement_on(self, device):
-        if device not in self._on_device:
+    def measurement_on(self, device, dtype):
+        """The measurement where the rendered images will be, in their dtype (so that the operator's
+        tensors are not converted at every call). Its tensors are ordinary ones (see __init__)."""
+        if (device, dtype) not in self._on_device:
             with torch.inference_mode(False):
-                self._on_device[device] = self.measurement.to(device)
-        return self._on_device[device]
+                self._on_device[device, dtype] = self.measurement.to(device, dtype)
+        return self._on_device[device, dtype]
 
     def __call__(self, executor, x, sigma, model_options, seed):
         comfy.model_management.throw_exception_if_processing_interrupted()
@@ -82,7 +86,9 @@ class GuidancePatch:
                 return denoised
             return executor(x_in, sigma, model_options, seed)
 
-        image_device = torch.device(self.renderer.vae.device if self.renderer.vae is not None else x.device)
+        vae = self.renderer.vae
+        image_device = torch.device(vae.device if vae is not None else x.device)
+        image_dtype = torch.promote_types(vae.vae_dtype if vae is not None else x.dtype, torch.float32)
         with contextlib.ExitStack() as stack:
             if decision.model:
                 stack.enter_context(checkpointed(policy.model_blocks()))
@@ -90,7 +96,7 @@ class GuidancePatch:
                 stack.enter_context(checkpointed(policy.decoder_blocks()))
             return self.method.function(
                 x=x, sigma=levels.sigma, alpha=levels.alpha, denoise=denoise, render=self.renderer,
-                measurement=self.measurement_on(image_device), strength=self.strength, trace=self.trace,
+                measurement=self.measurement_on(image_device, image_dtype), strength=self.strength, trace=self.trace,
             )
 
 
@@ -98,10 +104,11 @@ def guided_model(model_patcher, measurement, mode: str, strength: float, vae=Non
                  guidance: GuidanceMethod | None = None):
     """A clone of `model_patcher` whose sampling follows the posterior; returns (clone, patch).
     `guidance`, a method not in the registry, replaces `mode` (tests use exact ones)."""
+    model_patcher = non_dynamic(model_patcher, "model")  # see nodes/dynamic_vram.py
     patch = GuidancePatch(model_patcher, measurement, mode, strength, vae, guidance)
     patched = model_patcher.clone()
     patched.remove_wrappers_with_key(comfy.patcher_extension.WrappersMP.PREDICT_NOISE, WRAPPER_KEY)
     patched.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.PREDICT_NOISE, WRAPPER_KEY, patch)
     if vae is not None:
-        patched.set_additional_models(WRAPPER_KEY, [vae.patcher])
+        patched.set_additional_models(WRAPPER_KEY, [patch.renderer.vae_patcher])
     return patched, patch

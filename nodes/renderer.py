@@ -10,6 +10,7 @@ from __future__ import annotations
 import torch
 
 from ..dps.guidance import at_least_float32
+from .dynamic_vram import non_dynamic
 from .inference_mode import autograd_ready
 
 
@@ -20,6 +21,10 @@ class Renderer:
     def __init__(self, model_patcher, vae=None):
         self.base_model = model_patcher.model
         self.vae = vae
+        # The VAE's weights are differentiated too: under Dynamic VRAM, through its non-dynamic delegate,
+        # whose module is the one to call (today's ComfyUI: vae.patcher.model is vae.first_stage_model).
+        self.vae_patcher = None if vae is None else non_dynamic(vae.patcher, "vae")
+        self.autoencoder = None if vae is None else self.vae_patcher.model
 
     @property
     def scale(self) -> int:
@@ -30,7 +35,7 @@ class Renderer:
         if self.vae is None:
             return (at_least_float32(latent) + 1) / 2
         vae_latent = self.base_model.process_latent_out(latent).to(self.vae.device, self.vae.vae_dtype)
-        decoded = self.vae.first_stage_model.decode(vae_latent)
+        decoded = self.autoencoder.decode(vae_latent)
         if decoded.ndim != 4:
             raise ValueError(f"vae: expected an image VAE that decodes to [B, C, H, W], got {tuple(decoded.shape)}")
         return (at_least_float32(decoded) + 1) / 2
@@ -40,7 +45,7 @@ class Renderer:
         at least float32, on the VAE's device."""
         if self.vae is None:
             return at_least_float32(image) * 2 - 1
-        encoder = self.vae.first_stage_model
+        encoder = self.autoencoder
         if not hasattr(encoder, "encode"):
             raise ValueError("vae: this VAE has no encoder, so a latent cannot be made from an image")
         pixels = (image * 2 - 1).to(self.vae.device, self.vae.vae_dtype)
@@ -52,7 +57,7 @@ class Renderer:
     def prepare(self) -> None:
         """Make the decoder's weights usable by autograd (see nodes/inference_mode.py)."""
         if self.vae is not None:
-            autograd_ready(self.vae.first_stage_model)
+            autograd_ready(self.autoencoder)
 
     def output_size(self, latent_shape) -> tuple[int, int]:
         return latent_shape[-2] * self.scale, latent_shape[-1] * self.scale
