@@ -157,3 +157,69 @@ def test_more_image_data_than_the_size_needs_is_refused(tmp_path):
     rows = b"".join(bytes([0]) + bytes(4) for _ in range(5))  # one row too many
     with pytest.raises(ValueError, match=r"is not a readable image"):
         load(tmp_path, "rows.png", _header_only(4, 4, 8, 0, zlib.compress(rows)))
+
+
+def _pypng_file(values: np.ndarray, interlace: bool = False, **options) -> bytes:
+    height, width = values.shape[:2]
+    planes = values.shape[2] if values.ndim == 3 else 1
+    buffer = io.BytesIO()
+    png.Writer(width, height, greyscale=planes < 3, alpha=planes in (2, 4), interlace=interlace, **options).write(
+        buffer, values.reshape(height, -1).tolist()
+    )
+    return buffer.getvalue()
+
+
+def _image_data(data: bytes) -> bytes:
+    return zlib.decompress(b"".join(payload for kind, payload in png.Reader(bytes=data).chunks() if kind == b"IDAT"))
+
+
+def _with_image_data(data: bytes, stream: bytes) -> bytes:
+    """`data` with its IDAT chunks replaced by one holding `stream` (already compressed)."""
+    out = data[:8]
+    for kind, payload in png.Reader(bytes=data).chunks():
+        if kind == b"IDAT":
+            out += chunk(b"IDAT", stream) if stream is not None else b""
+            stream = None
+        else:
+            out += chunk(kind, payload)
+    return out
+
+
+# Pillow decodes the layouts below; with LOAD_TRUNCATED_IMAGES it would zero-fill what follows a
+# broken scanline or a short stream instead of failing, so the loader checks the stream first.
+@pytest.mark.parametrize("interlace", [False, True], ids=["straight", "adam7"])
+def test_pillow_route_refuses_a_bad_filter_type_even_with_load_truncated_images(tmp_path, monkeypatch, interlace):
+    monkeypatch.setattr(ImageFile, "LOAD_TRUNCATED_IMAGES", True)
+    data = _pypng_file(RNG.integers(0, 256, size=(8, 8, 3), dtype=np.uint8), interlace)
+    raw = bytearray(_image_data(data))
+    raw[-(1 + 8 * 3)] = 5  # the last scanline's filter byte (Adam7's last pass: 4 rows of 8 pixels)
+    with pytest.raises(ValueError, match=r"^file 'f.png' is not a readable image: invalid PNG filter type 5"):
+        load(tmp_path, "f.png", _with_image_data(data, zlib.compress(bytes(raw))))
+
+
+@pytest.mark.parametrize("interlace", [False, True], ids=["straight", "adam7"])
+def test_pillow_route_needs_exactly_the_declared_image_data(tmp_path, monkeypatch, interlace):
+    monkeypatch.setattr(ImageFile, "LOAD_TRUNCATED_IMAGES", True)
+    data = _pypng_file(RNG.integers(0, 256, size=(7, 9), dtype=np.uint8), interlace)
+    raw = _image_data(data)
+    with pytest.raises(ValueError, match=rf"image data holds {len(raw) - 1} of {len(raw)} bytes \(truncated"):
+        load(tmp_path, "short.png", _with_image_data(data, zlib.compress(raw[:-1])))
+    with pytest.raises(ValueError, match=r"more image data than its size needs"):
+        load(tmp_path, "long.png", _with_image_data(data, zlib.compress(raw + bytes(1))))
+    with pytest.raises(ValueError, match=r"image data stream does not end \(truncated or corrupt file\)"):
+        load(tmp_path, "open.png", _with_image_data(data, zlib.compress(raw)[:-4]))  # no Adler-32
+    broken = bytearray(zlib.compress(raw))
+    broken[-2] ^= 0xFF  # the Adler-32 checksum
+    with pytest.raises(ValueError, match=r"corrupt PNG image data"):
+        load(tmp_path, "adler.png", _with_image_data(data, bytes(broken)))
+    with pytest.raises(ValueError, match=r"is not a readable image"):
+        load(tmp_path, "none.png", _with_image_data(data, None))  # no IDAT at all
+
+
+def test_palette_index_past_the_palette_and_a_missing_palette_are_refused(tmp_path):
+    indices = np.array([[0, 1, 2], [2, 5, 0]], dtype=np.uint8)
+    plte = chunk(b"PLTE", bytes(range(9)))  # three entries
+    with pytest.raises(ValueError, match=r"palette index 5 is past the palette's 3 entries"):
+        load(tmp_path, "p.png", png_bytes(indices, 3, 8, before_idat=plte))
+    with pytest.raises(ValueError, match=r"is not a readable image: .*PLTE"):
+        load(tmp_path, "nop.png", png_bytes(indices, 3, 8))
