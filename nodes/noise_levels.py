@@ -18,6 +18,10 @@ def noise_levels(model_sampling, sigma: torch.Tensor, model_name: str = "model")
 
     A family whose noise_scaling adds no noise at a positive sigma (image-to-image flows start from
     an image, not from noise) has no x_t = alpha x0 + sigma eps to guide: that is an error, named."""
+    if not callable(getattr(model_sampling, "noise_scaling", None)):
+        raise ValueError(f"model: {model_name}'s sampling ({type(model_sampling).__name__}) does not say how it "
+                         "adds noise (no noise_scaling), so DPS guidance cannot read it; this model family is not "
+                         "supported")
     sigma = sigma.reshape(-1).float()
     ones = torch.ones(sigma.shape[0], 1, 1, 1, device=sigma.device)
     zeros = torch.zeros_like(ones)

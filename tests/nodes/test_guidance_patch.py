@@ -106,3 +106,22 @@ def test_out_of_memory_retries_the_step_checkpointed_and_keeps_checkpointing(set
                               guidance=GuidanceMethod("oom", always_short, True, False, "test"))
     with pytest.raises(comfy.model_management.OOM_EXCEPTION):
         sample(patched)
+
+
+def test_a_model_family_that_adds_no_noise_is_refused_by_name(setup):
+    """Image-to-image families of newer ComfyUI (IMG_TO_IMG_FLOW) start from an image: noise scale 0."""
+    model, measurement = setup
+    sampling = model.get_model_object("model_sampling")
+
+    class ImageToImage(type(sampling)):
+        def noise_scaling(self, sigma, noise, latent_image, max_denoise=False):
+            return latent_image
+
+    image_to_image = ImageToImage.__new__(ImageToImage)
+    image_to_image.__dict__.update(sampling.__dict__)
+    image_to_image._buffers, image_to_image._modules = dict(sampling._buffers), dict(sampling._modules)
+    variant = model.clone()
+    variant.add_object_patch("model_sampling", image_to_image)
+    patched, _ = guided_model(variant, measurement, "dps", 1.0)
+    with pytest.raises(ValueError, match=r"model: BaseModel's sampling \(ImageToImage\) adds no noise of scale sigma"):
+        sample(patched)

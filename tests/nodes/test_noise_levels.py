@@ -35,3 +35,11 @@ def test_a_family_that_adds_no_noise_is_an_error_naming_the_model():
 
     with pytest.raises(ValueError, match="model: Flux's sampling \\(ImageToImage\\) adds no noise"):
         noise_levels(ImageToImage(), torch.tensor([0.5]), "Flux")
+
+
+def test_a_family_without_noise_scaling_is_an_error_naming_the_model():
+    class Unknown:
+        pass
+
+    with pytest.raises(ValueError, match="model: Mystery's sampling \\(Unknown\\) does not say how it adds noise"):
+        noise_levels(Unknown(), torch.tensor([0.5]), "Mystery")
