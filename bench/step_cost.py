@@ -14,6 +14,7 @@ a backward to its input, on ordinary tensors outside inference mode.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 
@@ -28,8 +29,11 @@ import comfy.samplers  # noqa: E402
 from comfyui_dps.dps.measurement import simulate  # noqa: E402
 from comfyui_dps.dps.noise import GaussianNoise  # noqa: E402
 from comfyui_dps.dps.operators import SuperResolution  # noqa: E402
-from comfyui_dps.nodes import guidance_patch  # noqa: E402
-from comfyui_dps.nodes.guidance_patch import autograd_ready, guided_model  # noqa: E402
+from comfyui_dps.nodes import checkpointing  # noqa: E402
+from comfyui_dps.nodes.checkpointing import checkpoint_blocks, checkpointed, decoder_bytes_per_latent_pixel  # noqa: E402
+from comfyui_dps.nodes.guidance_patch import guided_model  # noqa: E402
+from comfyui_dps.nodes.inference_mode import autograd_ready  # noqa: E402
+from comfyui_dps.nodes.renderer import Renderer  # noqa: E402
 
 SIGMAS = (2.0, 1.5)  # one Euler step in the middle of SD1.5's range (0.03 .. 14.6)
 
@@ -54,13 +58,43 @@ def timing_sampler(record: list):
 
 
 def with_checkpointing(setting, fn, *args):
-    """fn(*args) with guidance_patch.GRADIENT_CHECKPOINTING set to `setting` (restored after)."""
-    saved = guidance_patch.GRADIENT_CHECKPOINTING
-    guidance_patch.GRADIENT_CHECKPOINTING = setting
+    """fn(*args) with checkpointing.GRADIENT_CHECKPOINTING set to `setting` (restored after)."""
+    saved = checkpointing.GRADIENT_CHECKPOINTING
+    checkpointing.GRADIENT_CHECKPOINTING = setting
     try:
         return fn(*args)
     finally:
-        guidance_patch.GRADIENT_CHECKPOINTING = saved
+        checkpointing.GRADIENT_CHECKPOINTING = saved
+
+
+def record_decisions(patch) -> list:
+    """The decisions (model, decoder, estimated saved bytes, free bytes) the patch's checkpointing
+    policy takes from now on under the default setting ("auto"), one per guided call, appended to
+    the returned list. Calls with the setting forced (the "checkpointed" rows share the patch) are
+    not recorded."""
+    policy, decisions = patch.checkpointing, []
+    decide = policy.decide
+
+    def recording(x):
+        decision = decide(x)
+        if checkpointing.GRADIENT_CHECKPOINTING == "auto":
+            decisions.append({"model": decision.model, "decoder": decision.decoder,
+                              "saved_bytes": policy.saved_bytes(x), "free_bytes": policy.free_memory(x.device)})
+        return decision
+
+    policy.decide = recording  # an instance attribute: the patch calls policy.decide(x)
+    return decisions
+
+
+def summarise(decisions: list) -> dict:
+    """What the default chose over a configuration's calls: checkpointing of the model / decoder if
+    any call chose it, the last call's estimate of the saved activations (the UNet's counted by
+    then), the least free memory seen; None if the configuration made no guided call."""
+    if not decisions:
+        return None
+    return {"model": any(d["model"] for d in decisions), "decoder": any(d["decoder"] for d in decisions),
+            "saved_bytes": decisions[-1]["saved_bytes"], "free_bytes": min(d["free_bytes"] for d in decisions),
+            "calls": len(decisions)}
 
 
 class StepBench:
@@ -72,7 +106,7 @@ class StepBench:
         self.unet = sd_like_unet(full_size=full_size)
         self.vaes = {name: VAES[name](full_size=full_size) for name in vae_names}
         self.cond = conditioning()
-        self.patches = {}
+        self.decisions = {}
         self.info = {
             "unet_parameters": parameter_count(self.unet.model.diffusion_model),
             "decoder_parameters": {name: parameter_count(self._decoder(vae)) for name, vae in self.vaes.items()},
@@ -184,7 +218,7 @@ class StepBench:
             for mode in modes:
                 patched, patch = guided_model(self.unet, measurement, mode, 1.0, vae=vae)
                 calls[f"{mode} step, {name}"] = lambda patched=patched: self._run(patched, latent)  # the default
-                self.patches[f"{mode} step, {name}"] = patch
+                self.decisions[f"{mode} step, {name}"] = record_decisions(patch)
                 if mode in checkpointed:
                     calls[f"{mode} step, {name}, checkpointed"] = lambda patched=patched: with_checkpointing(
                         True, self._run, patched, latent)
@@ -197,7 +231,7 @@ class StepBench:
     def measure(self, latent: int, repeats: int, warmup: int = 1, **options) -> dict:
         """Median seconds (interleaved) and peak memory of each configuration at one latent size.
         The memory of each configuration is taken on its first (warm-up) call."""
-        self.patches = {}
+        self.decisions = {}
         calls = self.configurations(latent, **options)
         memory, first_call = {}, {}
         for name, fn in calls.items():
@@ -213,12 +247,8 @@ class StepBench:
             memory[name] = {"peak": peak, "in_use_before": before}
             result = outcome["result"]
             first_call[name] = result if isinstance(result, list) else [outcome["wall"]]
-        auto = {}
-        for name, patch in self.patches.items():  # what the default ("auto") decided for this size
-            probe = torch.zeros(1, 4, latent, latent, device=self.device, requires_grad=True)
-            with torch.inference_mode(False):
-                auto[name] = patch.renderer.checkpointing(probe, "decoder")
         medians, samples = interleaved(calls, repeats, warmup=max(warmup - 1, 0)) if repeats else ({}, {})
+        auto = {name: summarise(decisions) for name, decisions in self.decisions.items()}
         return {"latent": latent, "pixels": (8 * latent) ** 2, "seconds": medians, "samples": samples,
                 "memory": memory, "first_call": first_call, "auto_checkpointing": auto}
 
@@ -242,34 +272,33 @@ class StepBench:
         return out
 
     def probe_cost(self) -> dict:
-        """Seconds and bytes per latent pixel of the one-off measurement behind the automatic
-        checkpointing decision (two small decodes with autograd), per decoder."""
+        """Seconds and bytes per latent pixel of the one-off probe behind the default's estimate of
+        the decoder's saved activations (two small decodes with autograd), per decoder, and the
+        largest difference checkpointing makes to the decoder's input gradients."""
         out = {}
         for name, vae in self.vaes.items():
-            renderer = guidance_patch.Renderer(self.unet, vae)
-            probe = torch.zeros(1, 4, 32, 32, device=vae.device, dtype=vae.vae_dtype, requires_grad=True)
+            like = torch.empty((0, 4, 32, 32), device=vae.device, dtype=vae.vae_dtype)
             start = time.perf_counter()
-            with torch.inference_mode(False):
-                per_pixel = renderer.saved_bytes_per_latent_pixel(probe)
+            per_pixel = decoder_bytes_per_latent_pixel(vae.first_stage_model, like)
             out[name] = {"seconds": time.perf_counter() - start, "saved_bytes_per_latent_pixel": per_pixel,
-                         "checkpointed_gradient_max_difference": self._checkpointed_difference(renderer)}
+                         "checkpointed_gradient_max_difference": self._checkpointed_difference(vae)}
         return out
 
-    @staticmethod
-    def _checkpointed_difference(renderer, latent: int = 16) -> float:
+    def _checkpointed_difference(self, vae, latent: int = 16) -> float:
         """Largest difference between the decoder gradients with and without checkpointing."""
+        renderer = Renderer(self.unet, vae)
+        blocks = checkpoint_blocks(vae.first_stage_model)
         generator = torch.Generator().manual_seed(3)
         z = torch.randn(1, 4, latent, latent, generator=generator)
         weights = torch.randn(1, 3, 8 * latent, 8 * latent, generator=generator)
         gradients = []
-        for setting in (False, True):
-            def run():
-                with torch.inference_mode(False), torch.enable_grad():
+        for on in (False, True):
+            with torch.inference_mode(False), torch.enable_grad():
+                with checkpointed(blocks) if on else contextlib.nullcontext():
                     z_in = z.clone().requires_grad_(True)
                     image = renderer(z_in)
                     (gradient,) = torch.autograd.grad((image * weights.to(image.device, image.dtype)).sum(), z_in)
-                    return gradient
-            gradients.append(with_checkpointing(setting, run))
+                gradients.append(gradient)
         return (gradients[0] - gradients[1]).abs().max().item()
 
 
