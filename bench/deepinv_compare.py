@@ -1,188 +1,151 @@
-"""Our DPS (ComfyUI's sampler + the pack's PREDICT_NOISE guidance) against deepinv's DPS on an
-analytic Gaussian prior, where the exact posterior is known.
+"""Our DPS against deepinv's DPS (`make bench`, section 3).
 
-Both sides use the same prior, the same exact denoiser E[x0 | x_t] (tests/dps_test_pack/
-gaussian_prior.py), the same operator, noise, measurement and number of denoiser calls, and start
-from their own defaults: ours at guidance strength 1, deepinv's DPS at its default weight (1.0,
-"norm" guidance, DDPM solver on the VP schedule). Reported: wall time per denoiser call and the
-distance of the sample mean of a batch to the exact posterior mean.
+(a) Accuracy at equal denoiser calls on the exact Gaussian problems, deepinv at its best step
+    weight over a log grid: testkit/deepinv_problem.py (shared with
+    tests/nodes/test_dps_vs_deepinv.py), re-exported here as `compare` and `steps_to_converge`.
+(b) Seconds per step with the same real network: the bench's SD-like UNet (bench/models.py,
+    36.6M parameters, EPS) as the denoiser of both. Ours: ComfyUI's sampler (comfy.sample.sample,
+    euler) inside torch.inference_mode() with the pack's guidance in "dps" mode and no VAE (the
+    operator sees the 4-channel latent as an image, (x + 1) / 2), so the step is the UNet's forward
+    plus a backward to its input, as in deepinv. deepinv 0.5.0: deepinv.sampling.DPS (DDPM solver,
+    VP schedule, its float64 state) with a deepinv Denoiser calling the same BaseModel's
+    apply_model (ComfyUI's input scaling and timestep lookup, then the UNet), outside inference
+    mode as a plain PyTorch user runs it. Both on the same measurement (4x bicubic
+    super-resolution of a random 4-channel picture, noise 0.05). A step = the time from one call of
+    the UNet to the next (forward, backward, update, and whatever each sampler does between them),
+    read from a forward pre-hook on the UNet, so both sides are timed by the same clock at the
+    same place. Runs of both are interleaved (bench.common.interleaved); the ratio is of medians
+    measured in the same run.
 
-Used by bench/run_all.py and by tests/nodes/test_dps_vs_deepinv.py.
+Per-call time against an analytic denoiser is not measured any more: around a denoiser that costs
+nothing, ComfyUI's sampler plumbing dominates, and the pack must not bypass ComfyUI.
 """
 
 from __future__ import annotations
 
-import statistics
 import time
-from dataclasses import dataclass
 
 import torch
 
-from bench.common import load_pack
+from bench.common import interleaved, load_pack, sync
 
 load_pack()
 
-import comfy.model_patcher  # noqa: E402
+import comfy.model_management  # noqa: E402
 import comfy.sample  # noqa: E402
 import deepinv  # noqa: E402
-from testkit.gaussian_prior import GaussianPrior, gaussian_prior_model, image_posterior  # noqa: E402
+from testkit.deepinv_problem import OperatorPhysics, compare, steps_to_converge  # noqa: E402,F401
 
+from bench.models import conditioning, parameter_count, sd_like_unet  # noqa: E402
+from bench.step_cost import autograd_ready, with_checkpointing  # noqa: E402
 from comfyui_dps.dps.measurement import simulate  # noqa: E402
 from comfyui_dps.dps.noise import GaussianNoise  # noqa: E402
-from comfyui_dps.dps.operators import GaussianBlur, RandomInpainting, SuperResolution  # noqa: E402
+from comfyui_dps.dps.operators import SuperResolution  # noqa: E402
 from comfyui_dps.nodes.guidance_patch import guided_model  # noqa: E402
 
 NOISE = 0.05
-OPERATORS = {
-    "blur": lambda: GaussianBlur(5, 1.0),
-    "inpainting": lambda: RandomInpainting(0.7, seed=1),
-    "super-resolution": lambda: SuperResolution(2, "average"),
-}
 
 
-@dataclass
-class Problem:
-    prior: GaussianPrior
-    operator: object
-    measurement: object
-    post_mean: torch.Tensor  # exact posterior mean over the prior's flattened x (in [-1, 1] units)
-    prior_distance: float  # |prior mean - posterior mean|
+class UNetDenoiser(deepinv.models.Denoiser):
+    """A ComfyUI BaseModel (EPS) as a deepinv Denoiser on images in [0, 1] = (x + 1) / 2: the model
+    space is x = 2 image - 1 with sigma_x = 2 sigma."""
 
-    def distance(self, samples: torch.Tensor) -> float:
-        """|sample mean - exact posterior mean| for samples [B, ...] in the prior's x units."""
-        return (samples.reshape(samples.shape[0], -1).double().mean(0) - self.post_mean).norm().item()
-
-
-def make_problem(operator_name: str = "blur", shape=(3, 8, 8), correlation: float = 2.0) -> Problem:
-    """The 192-pixel Gaussian problem of tests/nodes/test_posterior_sampling.py (same seeds)."""
-    prior = GaussianPrior(shape=shape, seed=0, correlation=correlation)
-    operator = OPERATORS[operator_name]()
-    truth = prior.sample(1, seed=5)
-    measurement = simulate(((truth + 1) / 2).float(), operator, GaussianNoise(NOISE), seed=7)
-    _, _, post_mean, _ = image_posterior(prior, operator, measurement.y, NOISE)
-    return Problem(prior, operator, measurement, post_mean, (prior.mean - post_mean).norm().item())
-
-
-# ----------------------------------------------------------------------------------------------
-# Ours: ComfyUI's sampler with the pack's guidance
-
-def ours(problem: Problem, calls: int, count: int, seed: int = 0, sampler: str = "euler_ancestral",
-         scheduler: str = "karras", strength: float = 1.0):
-    """(samples [count, ...] in x units, denoiser calls made, seconds) for `calls` sampler steps
-    of a one-call-per-step sampler. Runs under inference_mode like a ComfyUI node."""
-    with torch.inference_mode():
-        # On the CPU even where ComfyUI would pick a GPU: the prior's matrices live there.
-        cpu = torch.device("cpu")
-        model = comfy.model_patcher.ModelPatcher(gaussian_prior_model(problem.prior, "eps").model,
-                                                 load_device=cpu, offload_device=cpu)
-        patched, patch = guided_model(model, problem.measurement, "dps", strength)
-        latent = torch.zeros(count, *problem.prior.shape)
-        noise = comfy.sample.prepare_noise(latent, seed)
-        cond = [[torch.zeros(1, 1, 1), {}]]
-        start = time.perf_counter()
-        out = comfy.sample.sample(patched, noise, calls, 1.0, sampler, scheduler, cond, cond, latent,
-                                  disable_pbar=True, seed=seed)
-        seconds = time.perf_counter() - start
-    return out.clone(), len(patch.trace.sigmas), seconds
-
-
-# ----------------------------------------------------------------------------------------------
-# deepinv: its DPS with a deepinv Denoiser wrapping the same exact denoiser
-
-class ExactGaussianDenoiser(deepinv.models.Denoiser):
-    """The prior's exact E[x0 | x0 + sigma eps] as a deepinv Denoiser: images in [0, 1] = (x + 1) / 2,
-    so x = 2 image - 1 and sigma_x = 2 sigma. Counts its calls."""
-
-    def __init__(self, prior: GaussianPrior):
+    def __init__(self, base_model, context: torch.Tensor):
         super().__init__()
-        self.prior = prior
-        self.calls = 0
+        self.base_model = base_model
+        self.context = context
 
     def forward(self, x, sigma, **kwargs):
-        self.calls += 1
-        sigma = self._handle_sigma(sigma, batch_size=x.shape[0], ndim=1, device=x.device, dtype=torch.float64)
-        denoised = self.prior.denoiser(2 * x.double() - 1, torch.ones_like(sigma), 2 * sigma)
-        return ((denoised + 1) / 2).to(x.dtype)
+        sigma = self._handle_sigma(sigma, batch_size=x.shape[0], ndim=1, device=x.device, dtype=x.dtype)
+        denoised = self.base_model.apply_model(2 * x - 1, 2 * sigma, c_crossattn=self.context)
+        return (denoised + 1) / 2
 
 
-class OperatorPhysics(deepinv.physics.LinearPhysics):
-    """Our operator (exact adjoint) as deepinv physics, with deepinv's Gaussian noise model."""
+class StepTimer:
+    """Start times of the UNet's calls (forward pre-hook); `steps()` gives the time from each call
+    to the next (a run of n calls gives n - 1 steps; what a sampler does after its last call, or
+    before its first, is not a step)."""
 
-    def __init__(self, operator, noise_sigma: float):
-        super().__init__(A=operator.forward, A_adjoint=operator.adjoint,
-                         noise_model=deepinv.physics.GaussianNoise(sigma=noise_sigma))
+    def __init__(self, module: torch.nn.Module):
+        self.starts = []
+        module.register_forward_pre_hook(self._start)
 
+    def _start(self, module, args):
+        sync()
+        self.starts.append(time.perf_counter())
 
-def deepinv_steps_for(calls: int) -> int:
-    """deepinv's DPS with DDPM makes num_steps - 1 denoiser calls (none at t = 0): checked below."""
-    return calls + 1
+    def reset(self):
+        self.starts = []
 
-
-def theirs(problem: Problem, calls: int, count: int, seed: int = 0, **dps_options):
-    """(samples [count, ...] in x units, denoiser calls made, seconds) of deepinv.sampling.DPS at its
-    defaults except num_steps (chosen for `calls` denoiser calls)."""
-    denoiser = ExactGaussianDenoiser(problem.prior)
-    physics = OperatorPhysics(problem.operator, NOISE)
-    generator = torch.Generator().manual_seed(seed)
-    sampler = deepinv.sampling.DPS(denoiser, num_steps=deepinv_steps_for(calls), rng=generator, **dps_options)
-    y = problem.measurement.y.double()
-    start = time.perf_counter()
-    images = sampler(y, physics, x_init=(count, *problem.prior.shape), seed=seed)
-    seconds = time.perf_counter() - start
-    return (2 * images.detach() - 1), denoiser.calls, seconds
+    def steps(self) -> list[float]:
+        return [b - a for a, b in zip(self.starts[:-1], self.starts[1:], strict=True)]
 
 
-def compare(operator_name: str = "blur", calls: int = 100, count: int = 300, seed: int = 0, repeats: int = 1) -> dict:
-    """Both methods on one problem: distances, calls, and the median time per call over `repeats`
-    interleaved runs of each after one warm-up run of each, which also gives the samples (with
-    repeats=0, the times of that first run)."""
-    problem = make_problem(operator_name)
-    our_samples, our_calls, our_first = ours(problem, calls, count, seed)
-    their_samples, their_calls, their_first = theirs(problem, calls, count, seed)
-    if our_calls != calls or their_calls != calls:
-        raise RuntimeError(f"denoiser calls differ: ours {our_calls}, deepinv {their_calls}, wanted {calls}")
-    our_times, their_times = ([], []) if repeats else ([our_first / calls], [their_first / calls])
-    for _ in range(repeats):
-        our_times.append(ours(problem, calls, count, seed)[2] / calls)
-        their_times.append(theirs(problem, calls, count, seed)[2] / calls)
-    return {
-        "operator": operator_name,
-        "calls": calls,
-        "samples": count,
-        "prior_distance": problem.prior_distance,
-        "ours_distance": problem.distance(our_samples),
-        "deepinv_distance": problem.distance(their_samples),
-        "ours_monte_carlo_error": monte_carlo_error(our_samples),
-        "deepinv_monte_carlo_error": monte_carlo_error(their_samples),
-        "ours_ms_per_call": 1e3 * statistics.median(our_times),
-        "deepinv_ms_per_call": 1e3 * statistics.median(their_times),
-    }
+class StepRace:
+    """The UNet built once; one problem per latent size; `measure` times both samplers."""
+
+    def __init__(self, dev: torch.device):
+        self.device = dev
+        self.unet = sd_like_unet()
+        self.base_model = self.unet.model
+        self.timer = StepTimer(self.base_model.diffusion_model)
+        self.cond = conditioning()
+        with torch.inference_mode(False):
+            self.context = self.cond[0][0].clone().to(dev)  # an ordinary tensor, as deepinv's user has
+        self.info = {"unet_parameters": parameter_count(self.base_model.diffusion_model)}
+
+    def problem(self, latent: int, inference: bool = True):
+        """The measurement, made in inference mode as the measurement nodes make it (ours), or
+        outside it as a plain PyTorch user makes it (deepinv); the same values either way."""
+        with torch.inference_mode(inference):
+            generator = torch.Generator().manual_seed(latent)
+            picture = torch.rand(1, 4, latent, latent, generator=generator)
+            return simulate(picture, SuperResolution(4, "bicubic"), GaussianNoise(NOISE), seed=1)
+
+    def _timed(self, run, steps: int) -> list[float]:
+        self.timer.reset()
+        run()
+        if len(self.timer.starts) != steps:
+            raise RuntimeError(f"{len(self.timer.starts)} UNet calls in a run of {steps} steps")
+        return self.timer.steps()
+
+    def configurations(self, latent: int, steps: int) -> dict:
+        measurement = self.problem(latent)
+        patched, _ = guided_model(self.unet, measurement, "dps", 1.0)
+
+        def ours():
+            with torch.inference_mode():
+                latent_image = torch.zeros(1, 4, latent, latent)
+                noise = comfy.sample.prepare_noise(latent_image, 0)
+                comfy.sample.sample(patched, noise, steps, 1.0, "euler", "karras", self.cond, self.cond, latent_image,
+                                    disable_pbar=True, seed=0)
+
+        comfy.model_management.load_models_gpu([self.unet])
+        autograd_ready(self.base_model)  # what ours does on its first call; deepinv needs it too
+        denoiser = UNetDenoiser(self.base_model, self.context)
+        plain = self.problem(latent, inference=False)
+        y = plain.y.to(self.device)
+        physics = OperatorPhysics(plain.operator, NOISE)
+
+        def theirs():
+            sampler = deepinv.sampling.DPS(denoiser, num_steps=steps + 1, device=self.device,
+                                           rng=torch.Generator(self.device).manual_seed(0))
+            sampler(y, physics, x_init=(1, 4, latent, latent), seed=0)
+
+        # No gradient checkpointing on our side: deepinv has none, and the step must do the same work.
+        return {"ours": lambda: with_checkpointing(False, self._timed, ours, steps),
+                "deepinv": lambda: self._timed(theirs, steps)}
+
+    def measure(self, latent: int, steps: int, repeats: int) -> dict:
+        calls = self.configurations(latent, steps)
+        medians, samples = interleaved(calls, repeats, warmup=1)
+        return {"latent": latent, "steps_per_run": steps, "repeats": repeats, "seconds": medians,
+                "samples": samples, "ratio": medians["ours"] / medians["deepinv"]}
 
 
-def steps_to_converge(operator_name: str = "blur", steps=(10, 20, 50, 100, 200, 1000), count: int = 300,
-                      seed: int = 0, tolerance: float = 0.1) -> dict:
-    """Our DPS at each step count: distance to the exact posterior mean, and the fewest steps whose
-    distance is within `tolerance` (relative) of the largest step count's."""
-    problem = make_problem(operator_name)
-    distances, errors = {}, {}
-    for n in steps:
-        samples, _, _ = ours(problem, n, count, seed)
-        distances[n] = problem.distance(samples)
-        errors[n] = monte_carlo_error(samples)
-    reference = distances[max(steps)]
-
-    def close(n):
-        return abs(distances[n] - reference) <= tolerance * reference
-
-    from_on = [n for n in sorted(steps) if all(close(m) for m in steps if m >= n)]
-    return {"operator": operator_name, "samples": count, "prior_distance": problem.prior_distance,
-            "distances": distances, "monte_carlo_errors": errors, "reference_steps": max(steps),
-            "tolerance": tolerance, "first_within_tolerance": min(n for n in steps if close(n)),
-            "steps_within_tolerance": from_on[0]}
-
-
-def monte_carlo_error(samples: torch.Tensor) -> float:
-    """Standard error of the sample mean's distance from sampling alone: sqrt(sum of the per-pixel
-    sample variances / number of samples)."""
-    flat = samples.reshape(samples.shape[0], -1).double()
-    return (flat.var(0).sum() / flat.shape[0]).sqrt().item()
+def step_time(dev: torch.device, latents=(32, 64), steps: int = 4, repeats: int = 3) -> dict:
+    """Seconds per DPS step, ours and deepinv's, with the SD-like UNet at each latent size: runs of
+    `steps` UNet calls (steps - 1 timed steps each), `repeats` runs of each side interleaved after
+    one warm-up run of each."""
+    race = StepRace(dev)
+    return {"models": race.info, "sizes": {latent: race.measure(latent, steps, repeats) for latent in latents}}

@@ -2,13 +2,16 @@
 
     .venv/bin/python bench/run_all.py            # the full run (CPU: about 10-15 minutes on 2 cores)
     .venv/bin/python bench/run_all.py --quick    # small sizes, few repeats: checks the script
+    .venv/bin/python bench/run_all.py --skip-steps   # sections 3 and 4 only, merged into results.json
+    .venv/bin/python bench/run_all.py --report-only  # results.md again from results.json
 
 1. Per-step cost of guidance against plain sampling and against its floor (forward + input-backward
    of the UNet and of the decoder), with TAESD and AutoencoderKL decoders, at three latent sizes;
    peak memory; what the way out of inference mode costs.
 2. Growth of one guided step's time and peak memory with image size, 256x256 to 1024x1024.
-3. Our DPS against deepinv's DPS on an analytic Gaussian prior: time per denoiser call and distance
-   of the sample mean to the exact posterior mean.
+3. Our DPS against deepinv's DPS: accuracy at equal denoiser calls on the exact Gaussian problems,
+   deepinv at its best step weight over a log grid (distance of the sample mean to the exact
+   posterior mean, variance ratio); seconds per step with the same real network (the SD-like UNet).
 4. Steps our DPS needs to come within 10% of its 1000-step result on the same prior.
 5. Section 1 again at two sizes with SD1.5's own UNet and VAE (the memory ratio depends on how large
    the weights are next to the activations).
@@ -35,25 +38,28 @@ if str(ROOT) not in sys.path:
 from bench.common import MemoryBaseline, device, machine, mib  # noqa: E402
 
 TIME_TARGET = 1.15
-MEMORY_TARGET = 2.0
+#: The plan entries of sections 3 and 4.
+DEEPINV_PLAN_KEYS = ("samples", "calls", "steps", "step_operators", "operators", "race")
 
 
 def settings(args, cuda: bool) -> dict:
     if args.quick:
         return {"sizes": [16, 24], "repeats": {16: 2, 24: 2}, "growth": [32], "samples": 100, "full_size": None,
-                "calls": 30, "deepinv_repeats": 1, "steps": [5, 10, 30], "step_operators": ["blur"],
-                "operators": ["blur"]}
+                "calls": 30, "steps": [5, 10, 30], "step_operators": ["blur"], "operators": ["blur"],
+                "race": {"latents": [16], "steps": 3, "repeats": 1}}
     if cuda:
         return {"sizes": [32, 48, 64], "repeats": {32: 10, 48: 10, 64: 10}, "growth": [96, 128], "samples": 300,
                 "full_size": {"latents": [64, 128], "repeats": 5},
-                "calls": 100, "deepinv_repeats": 3, "steps": [10, 20, 50, 100, 200, 1000],
-                "step_operators": ["blur", "inpainting"], "operators": ["blur", "inpainting", "super-resolution"]}
+                "calls": 100, "steps": [10, 20, 50, 100, 200, 1000],
+                "step_operators": ["blur", "inpainting"], "operators": ["blur", "inpainting", "super-resolution"],
+                "race": {"latents": [32, 64, 128], "steps": 6, "repeats": 5}}
     # 2 CPU cores: each extra repeat at 64x64 costs about a minute; 96 and 128 run once.
     # Full size: SD1.5's own UNet and VAE at 256x256 and 512x512, one timed repeat after the warm-up.
     return {"sizes": [32, 48, 64], "repeats": {32: 3, 48: 3, 64: 2}, "growth": [96, 128], "samples": 300,
             "full_size": {"latents": [32, 64], "repeats": 1},
-            "calls": 100, "deepinv_repeats": 3, "steps": [10, 20, 50, 100, 200, 1000],
-            "step_operators": ["blur", "inpainting"], "operators": ["blur", "inpainting", "super-resolution"]}
+            "calls": 100, "steps": [10, 20, 50, 100, 200, 1000],
+            "step_operators": ["blur", "inpainting"], "operators": ["blur", "inpainting", "super-resolution"],
+            "race": {"latents": [32, 64], "steps": 6, "repeats": 5}}
 
 
 def log(message: str) -> None:
@@ -147,17 +153,28 @@ def _growth_row(result: dict, vae: str) -> dict:
     }
 
 
-def run_deepinv(plan: dict) -> dict:
-    """On one torch thread: the tensors are 300 x 192 values, where threads only add synchronisation
-    (and, on a shared machine, waiting for each other). Both methods run under the same setting."""
+def run_deepinv(plan: dict, dev) -> dict:
+    """The comparisons on the exact Gaussian problems on one torch thread (the tensors are 300 x 192
+    values, where threads only add synchronisation and, on a shared machine, waiting for each
+    other); the seconds-per-step race with the UNet on the default threads."""
     import torch
 
     threads = torch.get_num_threads()
     torch.set_num_threads(plan.get("deepinv_threads", 1))
     try:
-        return _run_deepinv(plan)
+        result = _run_deepinv(plan)
     finally:
         torch.set_num_threads(threads)
+    from bench import deepinv_compare
+
+    t0 = time.perf_counter()
+    race = plan["race"]
+    result["race"] = deepinv_compare.step_time(dev, latents=race["latents"], steps=race["steps"],
+                                               repeats=race["repeats"])
+    log(f"deepinv step race: {time.perf_counter() - t0:.0f} s "
+        + ", ".join(f"{n}: ours {r['seconds']['ours']:.3f} s, deepinv {r['seconds']['deepinv']:.3f} s, "
+                    f"{r['ratio']:.2f}x" for n, r in result["race"]["sizes"].items()))
+    return result
 
 
 def _run_deepinv(plan: dict) -> dict:
@@ -166,9 +183,11 @@ def _run_deepinv(plan: dict) -> dict:
     rows = []
     for name in plan["operators"]:
         t0 = time.perf_counter()
-        rows.append(deepinv_compare.compare(name, calls=plan["calls"], count=plan["samples"],
-                                            repeats=plan["deepinv_repeats"]))
-        log(f"deepinv {name}: {time.perf_counter() - t0:.0f} s {rows[-1]}")
+        rows.append(deepinv_compare.compare(name, calls=plan["calls"], count=plan["samples"]))
+        row = rows[-1]
+        log(f"deepinv {name}: {time.perf_counter() - t0:.0f} s; distance / prior's: ours "
+            f"{row['ours']['distance_over_prior']:.3f}, deepinv ({row['deepinv_guidance']}, weight "
+            f"{row['deepinv_weight']:.3g}) {row['deepinv']['distance_over_prior']:.3f}")
     steps = []
     for name in plan["step_operators"]:
         t0 = time.perf_counter()
@@ -192,48 +211,96 @@ def _r(value) -> str:
     return "n/a" if value is None else f"{value:.2f}x"
 
 
+def auto_decision(result: dict, name: str) -> dict:
+    """What the default ("auto") checkpointing chose for configuration `name` at this size:
+    {"model", "decoder", "saved_bytes", "free_bytes"} (older results.json files: a bool)."""
+    decision = result.get("auto_checkpointing", {}).get(name)
+    if isinstance(decision, dict):
+        return decision
+    return {"model": bool(decision), "decoder": bool(decision), "saved_bytes": None, "free_bytes": None}
+
+
+def _checkpointed(decision: dict) -> bool:
+    return bool(decision["model"] or decision["decoder"])
+
+
 def step_tables(steps: dict, vae_names) -> tuple[list[str], dict]:
-    lines, verdicts = [], {"dps_time": [], "fast_time": [], "dps_memory": [], "dps_memory_checkpointed": [],
-                           "dps_checkpointed_time": [], "floor_memory": []}
+    """Time and memory tables per decoder, and the ratios the targets judge: "dps_time" and
+    "fast_time" hold (label, ratio, memory short) per row, memory short meaning the default
+    checkpointed the step because it would not fit in free memory."""
+    lines, verdicts = [], {"dps_time": [], "fast_time": [], "dps_checkpointed_time": []}
     for vae in vae_names:
         lines += [f"#### Decoder: {vae}", "",
                   "| latent (image) | plain step s | UNet fwd+in-bwd s | decoder fwd+in-bwd s | dps step s "
                   "| **dps / (UNet + decoder)** | dps, checkpointed s | checkpointed / (UNet + decoder) "
-                  "| fast step s | **fast / (plain + decoder)** |",
-                  "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+                  "| fast step s | **fast / (plain + decoder)** | default checkpointed? dps / fast |",
+                  "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
         for latent, result in steps["sizes"].items():
             sec = result["seconds"]
             plain, unet, dec = sec["plain step"], sec["UNet fwd+input-bwd"], sec[f"decoder fwd+input-bwd, {vae}"]
             dps, fast = sec[f"dps step, {vae}"], sec[f"fast step, {vae}"]
             ckpt = sec.get(f"dps step, {vae}, checkpointed")
             r_dps, r_fast, r_ckpt = _ratio(dps, unet + dec), _ratio(fast, plain + dec), _ratio(ckpt, unet + dec)
-            verdicts["dps_time"].append(r_dps)
-            verdicts["fast_time"].append(r_fast)
-            verdicts["dps_checkpointed_time"].append(r_ckpt)
+            auto_dps, auto_fast = auto_decision(result, f"dps step, {vae}"), auto_decision(result, f"fast step, {vae}")
+            label = f"{latent}x{latent} {vae}"
+            verdicts["dps_time"].append((label, r_dps, _checkpointed(auto_dps)))
+            verdicts["fast_time"].append((label, r_fast, _checkpointed(auto_fast)))
+            verdicts["dps_checkpointed_time"].append((label, r_ckpt, True))
             lines.append(f"| {latent}x{latent} ({8 * latent}x{8 * latent}) | {_s(plain)} | {_s(unet)} | {_s(dec)} "
-                         f"| {_s(dps)} | **{_r(r_dps)}** | {_s(ckpt)} | {_r(r_ckpt)} | {_s(fast)} | **{_r(r_fast)}** |")
-        lines += ["", "| latent (image) | plain peak MiB | dps peak MiB | **dps / plain** "
+                         f"| {_s(dps)} | **{_r(r_dps)}** | {_s(ckpt)} | {_r(r_ckpt)} | {_s(fast)} | **{_r(r_fast)}** "
+                         f"| {_onoff(auto_dps)} / {_onoff(auto_fast)} |")
+        lines += ["", "| latent (image) | plain peak MiB | dps peak MiB | dps / plain "
                   "| dps, checkpointed peak MiB | checkpointed / plain | fast peak MiB | fast / plain "
-                  "| UNet fwd+in-bwd peak MiB | decoder fwd+in-bwd peak MiB | floor peak / plain |",
+                  "| UNet fwd+in-bwd peak MiB | decoder fwd+in-bwd peak MiB | default's estimate of dps's saved "
+                  "activations / free memory, MiB |",
                   "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
         for latent, result in steps["sizes"].items():
             mem = {k: v["peak"] for k, v in result["memory"].items()}
             plain, dps, fast = mem["plain step"], mem[f"dps step, {vae}"], mem[f"fast step, {vae}"]
             ckpt = mem.get(f"dps step, {vae}, checkpointed")
-            r_dps, r_ckpt = _ratio(dps, plain), _ratio(ckpt, plain)
-            # Without recomputation a dps step must hold, at some moment, all the decoder's or all the
-            # UNet's saved activations: the larger floor peak bounds its peak from below.
-            floors = [mem["UNet fwd+input-bwd"], mem[f"decoder fwd+input-bwd, {vae}"]]
-            r_floor = None if None in floors else _ratio(max(floors), plain)
-            verdicts["dps_memory"].append(r_dps)
-            verdicts["dps_memory_checkpointed"].append(r_ckpt)
-            verdicts["floor_memory"].append(r_floor)
-            lines.append(f"| {latent}x{latent} ({8 * latent}x{8 * latent}) | {mib(plain)} | {mib(dps)} | **{_r(r_dps)}** "
-                         f"| {mib(ckpt)} | {_r(r_ckpt)} | {mib(fast)} | {_r(_ratio(fast, plain))} "
-                         f"| {mib(mem['UNet fwd+input-bwd'])} | {mib(mem[f'decoder fwd+input-bwd, {vae}'])} "
-                         f"| {_r(r_floor)} |")
+            auto_dps = auto_decision(result, f"dps step, {vae}")
+            estimate = (f"{mib(auto_dps['saved_bytes'])} / {mib(auto_dps['free_bytes'])}"
+                        if auto_dps["saved_bytes"] is not None else "n/a")
+            lines.append(f"| {latent}x{latent} ({8 * latent}x{8 * latent}) | {mib(plain)} | {mib(dps)} "
+                         f"| {_r(_ratio(dps, plain))} | {mib(ckpt)} | {_r(_ratio(ckpt, plain))} | {mib(fast)} "
+                         f"| {_r(_ratio(fast, plain))} | {mib(mem['UNet fwd+input-bwd'])} "
+                         f"| {mib(mem[f'decoder fwd+input-bwd, {vae}'])} | {estimate} |")
         lines.append("")
     return lines, verdicts
+
+
+def _onoff(decision: dict) -> str:
+    if not _checkpointed(decision):
+        return "no"
+    parts = [part for part in ("model", "decoder") if decision[part]]
+    return "yes (" + " + ".join(parts) + ")"
+
+
+def target_lines(name: str, rows, target: float = TIME_TARGET) -> list[str]:
+    """The verdict on rows (label, ratio, memory short): the target holds where memory sufficed
+    (the default did not checkpoint); where memory was short the step ran checkpointed and its
+    ratio is listed, unjudged."""
+    judged = [(label, ratio) for label, ratio, short in rows if not short and ratio is not None]
+    short = [(label, ratio) for label, ratio, is_short in rows if is_short and ratio is not None]
+    lines = []
+    if judged:
+        worst = max(ratio for _, ratio in judged)
+        missed = [f"{label} {ratio:.2f}x" for label, ratio in judged if ratio > target]
+        lines.append(f"- {name} (target <= {target:g}x where memory suffices): "
+                     f"**{'MET' if worst <= target else 'MISSED'}**, worst {worst:.2f}x"
+                     + (f"; missed at {', '.join(missed)}" if missed else "")
+                     + "; all " + ", ".join(f"{ratio:.2f}x" for _, ratio in judged))
+    else:
+        lines.append(f"- {name}: no size where memory sufficed")
+    if short:
+        lines.append("  - memory short, checkpointed by default (ran; not judged): "
+                     + ", ".join(f"{label} {ratio:.2f}x" for label, ratio in short))
+    return lines
+
+
+def spread_line(name: str, rows) -> str:
+    values = [ratio for _, ratio, _ in rows if ratio is not None]
+    return f"- {name} (no target; what a step costs where memory is short): {spread(values)}"
 
 
 def workaround_table(workaround: dict) -> list[str]:
@@ -264,19 +331,55 @@ def growth_table(steps: dict) -> list[str]:
     return lines
 
 
-def deepinv_tables(result: dict) -> tuple[list[str], dict]:
-    lines = ["| operator | denoiser calls | samples | ours ms/call | deepinv ms/call | **ours / deepinv time** "
-             "| ours distance | deepinv distance | prior's distance | Monte Carlo error ours / deepinv |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
-    verdict = {"faster": [], "as_accurate": []}
+def _weight(value: float) -> str:
+    return f"{value:.3g}"
+
+
+def deepinv_tables(result: dict) -> tuple[list[str], list[str], list[str]]:
+    """(accuracy lines, step-time lines, steps-to-converge lines) of sections 3 and 4."""
+    lines = ["| operator | prior's distance | **ours: distance / prior's** | ours: RMS error, posterior std "
+             "| ours: variance ratio | deepinv best: guidance, weight | **deepinv best: distance / prior's** "
+             "| deepinv best: RMS error, posterior std | deepinv best: variance ratio "
+             "| deepinv at its defaults: distance / prior's | Monte Carlo error / prior's, ours / deepinv |",
+             "|---|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|"]
+    grids, verdicts = [], []
     for row in result["comparison"]:
-        ratio = row["ours_ms_per_call"] / row["deepinv_ms_per_call"]
-        verdict["faster"].append(ratio < 1)
-        verdict["as_accurate"].append(row["ours_distance"] <= row["deepinv_distance"])
-        lines.append(f"| {row['operator']} | {row['calls']} | {row['samples']} | {row['ours_ms_per_call']:.2f} "
-                     f"| {row['deepinv_ms_per_call']:.2f} | **{ratio:.2f}x** | {row['ours_distance']:.3f} "
-                     f"| {row['deepinv_distance']:.3f} | {row['prior_distance']:.3f} "
-                     f"| {row['ours_monte_carlo_error']:.3f} / {row['deepinv_monte_carlo_error']:.3f} |")
+        ours, theirs, prior = row["ours"], row["deepinv"], row["prior_distance"]
+        lines.append(
+            f"| {row['operator']} | {prior:.3f} | **{ours['distance_over_prior']:.3f}** "
+            f"| {ours['rms_error_in_post_std']:.2f} | {ours['variance_ratio']:.2f} "
+            f"| {row['deepinv_guidance']}, {_weight(row['deepinv_weight'])} | **{theirs['distance_over_prior']:.3f}** "
+            f"| {theirs['rms_error_in_post_std']:.2f} | {theirs['variance_ratio']:.2f} "
+            f"| {row['deepinv_default']['distance_over_prior']:.3f} "
+            f"| {ours['monte_carlo_error'] / prior:.3f} / {theirs['monte_carlo_error'] / prior:.3f} |")
+        difference = ours["distance"] - theirs["distance"]
+        error = (ours["monte_carlo_error"] ** 2 + theirs["monte_carlo_error"] ** 2) ** 0.5
+        closer = "closer than" if difference < 0 else "farther than"
+        verdicts.append(f"{row['operator']}: ours {closer} deepinv's best by {abs(difference) / prior:.3f} of the "
+                        f"prior's distance ({abs(difference) / error:.1f} Monte Carlo errors of the difference)")
+        for guidance, search in row["searches"].items():
+            edge = (" **at the edge of the weights tried**" if search["best_at_edge"] else
+                    (f" (grid extended by {search['extended_by']} half decades to reach an interior best)"
+                     if search["extended_by"] else ""))
+            grids.append(f"- {row['operator']}, \"{guidance}\": best weight {_weight(search['best_weight'])}{edge}; "
+                         "distance / prior's by weight: "
+                         + ", ".join(f"{_weight(w)}: {r['distance_over_prior']:.3f}"
+                                     for w, r in zip(search["weights"], search["results"], strict=True))
+                         + f"; at the best weight, on the reporting seed: "
+                         f"{row['deepinv_by_guidance'][guidance]['distance_over_prior']:.3f}")
+    lines += ["", *[f"- {v}" for v in verdicts], "",
+              "deepinv's weight search (selection seed; half-decade grid, extended at an edge, then a quarter "
+              "decade either side of the best):", "", *grids]
+    race_lines = []
+    race = result.get("race")
+    if race:
+        race_lines = ["| latent | steps timed per side | ours s/step | deepinv s/step | **ours / deepinv** "
+                      "| ours min-max s | deepinv min-max s |", "|---|---:|---:|---:|---:|---:|---:|"]
+        for latent, r in race["sizes"].items():
+            ours_s, theirs_s = r["samples"]["ours"], r["samples"]["deepinv"]
+            race_lines.append(f"| {latent}x{latent} | {len(ours_s)} / {len(theirs_s)} | {r['seconds']['ours']:.3f} "
+                              f"| {r['seconds']['deepinv']:.3f} | **{r['ratio']:.2f}x** "
+                              f"| {min(ours_s):.3f}-{max(ours_s):.3f} | {min(theirs_s):.3f}-{max(theirs_s):.3f} |")
     steps, step_lines = result["steps"], []
     if steps:
         counts = list(steps[0]["distances"])
@@ -290,7 +393,7 @@ def deepinv_tables(result: dict) -> tuple[list[str], dict]:
                               + " | ".join(f"{row['distances'][n]:.3f}" for n in counts)
                               + f" | {row['monte_carlo_errors'][reference]:.3f} | {row['first_within_tolerance']} "
                               f"| **{row['steps_within_tolerance']}** |")
-    return lines, step_lines, verdict
+    return lines, race_lines, step_lines
 
 
 def full_size_section(result: dict | None, repeats: int = 0) -> list[str]:
@@ -302,33 +405,14 @@ def full_size_section(result: dict | None, repeats: int = 0) -> list[str]:
         "## 5. At SD1.5's real size", "",
         f"Table 1 again with SD1.5's own UNet layout and width (model_channels 320, attention at levels 0-2 and "
         f"the middle block: {models['unet_parameters'] / 1e6:.0f}M parameters) and SD's AutoencoderKL (ch 128: "
-        f"{models['decoder_parameters']['AutoencoderKL'] / 1e6:.1f}M decoder parameters), float32, random weights. The memory ratios of table 1 are pessimistic: the scaled models keep 1/23 of SD1.5's "
-        "weights but 1/5 of its activations, and plain sampling's peak is mostly weights. Timed "
-        f"repeats after the warm-up call: {repeats}.", "",
+        f"{models['decoder_parameters']['AutoencoderKL'] / 1e6:.1f}M decoder parameters), float32, random "
+        f"weights. Timed repeats after the warm-up call: {repeats}.", "",
         *lines,
-        verdict_line("dps step / (UNet + decoder floor)", verdicts["dps_time"], TIME_TARGET),
-        verdict_line("fast step / (plain step + decoder floor)", verdicts["fast_time"], TIME_TARGET),
-        verdict_line("peak memory dps / plain", verdicts["dps_memory"], MEMORY_TARGET),
-        verdict_line("peak memory dps, checkpointed / plain", verdicts["dps_memory_checkpointed"], MEMORY_TARGET),
+        *target_lines("dps step / (UNet + decoder floor)", verdicts["dps_time"]),
+        *target_lines("fast step / (plain step + decoder floor)", verdicts["fast_time"]),
+        spread_line("dps, checkpointed / (UNet + decoder floor)", verdicts["dps_checkpointed_time"]),
         "",
     ]
-
-
-def memory_floor_note(steps: dict, floor_ratios, checkpointed_times) -> list[str]:
-    """Where the memory target lies below what one backward needs without recomputation."""
-    rows = [f"{latent}x{latent} {vae}" for vae in steps["models"]["decoder_parameters"]
-            for latent in steps["sizes"]]
-    over = [row for row, ratio in zip(rows, floor_ratios, strict=True) if ratio is not None and ratio > MEMORY_TARGET]
-    if not over:
-        return []
-    times = [t for t in checkpointed_times if t is not None]
-    conclusion = (" With these models both targets cannot hold at once at those sizes."
-                  if times and min(times) > TIME_TARGET else "")
-    return [f"The floor alone (UNet or decoder forward + input-backward, whichever peaks higher) needs more than "
-            f"{MEMORY_TARGET:g}x plain's memory at {', '.join(over)} (last column of the memory tables): there no "
-            "step without recomputation can meet the memory target, and recomputation (checkpointing) costs "
-            f"about a forward pass of what it recomputes: {spread(checkpointed_times)} the floor here, against "
-            f"the {TIME_TARGET:g}x time target." + conclusion, ""]
 
 
 def spread(values) -> str:
@@ -336,21 +420,63 @@ def spread(values) -> str:
     return "not measured" if not values else f"{min(values):.2f}-{max(values):.2f}x"
 
 
-def verdict_line(name: str, values, target: float, fmt="{:.2f}x") -> str:
-    values = [v for v in values if v is not None]
-    if not values:
-        return f"- {name}: not measured"
-    worst = max(values)
-    status = "MET" if worst <= target else "MISSED"
-    return f"- {name} (target <= {target:g}x): **{status}**, worst {fmt.format(worst)}, all " + ", ".join(
-        fmt.format(v) for v in values)
+def deepinv_section(deepinv: dict, plan: dict) -> list[str]:
+    """Sections 3 (accuracy at equal calls, seconds per step) and 4 (steps to converge)."""
+    dlines, race_lines, slines = deepinv_tables(deepinv)
+    run = deepinv.get("run")  # set when the section was measured alone (run_all.py --skip-steps)
+    when = (f" Measured alone on {run['measured_on']} in {run['elapsed_s'] / 60:.1f} min (1-minute load average "
+            f"{run['load_average_at_start']:.1f} at start, {run['load_average_at_end']:.1f} at end)."
+            if run else "")
+    race = deepinv.get("race")
+    lines = [
+        "## 3. Against deepinv's DPS", "",
+        "### Accuracy at equal denoiser calls, deepinv at its best weight", "",
+        f"The exact Gaussian problems (testkit/deepinv_problem.py): prior N(mu, Sigma) over 3x8x8 images, exact "
+        f"denoiser on both sides, Gaussian noise 0.05, {plan['samples']} samples in one batch, {plan['calls']} "
+        "denoiser calls each. Ours: comfy.sample.sample (euler_ancestral, karras, EPS) through the pack's guidance "
+        "patch at the default strength 1, untuned. deepinv 0.5.0: deepinv.sampling.DPS (DDPM solver, VP schedule; "
+        "num_steps = calls + 1, it makes no call at t = 0) with a deepinv Denoiser wrapping the same exact "
+        "denoiser and our operator as LinearPhysics, at the best weight of a log grid for each of its two "
+        "guidance forms (\"norm\", the paper's and its default, and \"annealed\"): the weight is chosen on one "
+        "seed by the distance to the exact posterior mean, and both sides are reported on fresh samples of "
+        "another. Distance: |sample mean - exact posterior mean| over the prior mean's distance; RMS error: of "
+        "the sample mean, per pixel, in posterior standard deviations; variance ratio: mean over pixels of the "
+        "sample variance over the exact posterior variance (1 is right); Monte Carlo error: sqrt(summed "
+        "per-pixel sample variances / samples), the distance's spread from sampling alone."
+        + when, "",
+        *dlines, "",
+    ]
+    if race:
+        lines += [
+            "### Seconds per step with the same real network", "",
+            f"The SD-like UNet of section 1 ({race['models']['unet_parameters'] / 1e6:.1f}M parameters, EPS, "
+            "float32) as the denoiser of both, no VAE (the operator, 4x bicubic super-resolution with noise 0.05, "
+            "sees the 4-channel latent as an image), batch 1. Ours: comfy.sample.sample (euler) inside "
+            "torch.inference_mode() with the pack's guidance in \"dps\" mode, gradient checkpointing off (deepinv "
+            "has none). deepinv: deepinv.sampling.DPS at its defaults with a Denoiser calling the same BaseModel's "
+            "apply_model. A step = the time from one call of the UNet to the next (a forward pre-hook): forward, "
+            "backward to the input, the sampler's update and whatever else each side does per step. "
+            f"{race['sizes'][next(iter(race['sizes']))]['steps_per_run']} calls per run, runs of the two "
+            "interleaved after a warm-up run of each; medians over every step timed.", "",
+            *race_lines, "",
+        ]
+    lines += [
+        "## 4. Steps to converge on the same prior", "",
+        "Our DPS (same set-up as section 3, 1 call per step) at each step count: distance of the sample mean to "
+        "the exact posterior mean; the Monte Carlo error (sqrt of the summed per-pixel sample variances over the "
+        "number of samples, at the largest count) says how much of a difference is sampling noise; the last "
+        "columns give the fewest steps within 10% of the largest count's distance, and the fewest from which on "
+        "every count is.", "",
+        *slines,
+        "",
+    ]
+    return lines
 
 
 def report(info: dict, plan: dict, steps: dict, deepinv: dict, elapsed: float, cuda: bool,
            measured_on: str | None = None) -> str:
     step_lines, verdicts = step_tables(steps, list(steps["models"]["decoder_parameters"]))
     probes = {name: p for name, p in steps["probe"].items() if name != "guided step difference"}
-    dlines, slines, dverdict = deepinv_tables(deepinv)
     repeats = ", ".join(f"{k}: {v}" for k, v in plan["repeats"].items())
     models = steps["models"]
     lines = [
@@ -386,31 +512,28 @@ def report(info: dict, plan: dict, steps: dict, deepinv: dict, elapsed: float, c
         "",
         "## 1. Per-step cost of guidance", "",
         "\"dps\": gradient through the UNet and the decoder; \"fast\": through the decoder only. "
-        "\"checkpointed\": the UNet's and the decoder's blocks under gradient checkpointing (forced on). By "
-        "default (\"auto\") it turns on by itself when the decoder's saved activations would exceed half the "
-        "free memory, and in \"dps\" also when twice them (the UNet's are of the same order) would exceed the "
-        "weights in use (UNet + decoder): with these scaled models, whose weights are small next to their "
-        "activations, that is at every size here, so the default dps rows are checkpointed too (see the line "
-        "under the tables).", "",
+        "\"checkpointed\": the UNet's and the decoder's blocks under gradient checkpointing (forced on), which "
+        "is what a step costs where memory is short. By default (\"auto\", nodes/checkpointing.py) a step "
+        "checkpoints only when the activations it keeps for backward (the decoder's, estimated from two tiny "
+        "probe decodes, plus the UNet's, counted on its first call at each shape) would not fit in "
+        "the free memory with a margin; the last column of the time tables says what it chose, the last "
+        "column of the memory tables what it estimated. The time targets hold where memory sufficed.", "",
         *step_lines,
         "### Targets", "",
-        verdict_line("dps step / (UNet fwd+input-bwd + decoder fwd+input-bwd)", verdicts["dps_time"], TIME_TARGET),
-        verdict_line("fast step / (plain step + decoder fwd+input-bwd)", verdicts["fast_time"], TIME_TARGET),
-        verdict_line("peak memory dps / plain", verdicts["dps_memory"], MEMORY_TARGET),
-        verdict_line("peak memory dps, checkpointed / plain", verdicts["dps_memory_checkpointed"],
-                     MEMORY_TARGET),
-        verdict_line("dps, checkpointed / (UNet + decoder floor)", verdicts["dps_checkpointed_time"],
-                     TIME_TARGET),
+        *target_lines("dps step / (UNet fwd+input-bwd + decoder fwd+input-bwd)", verdicts["dps_time"]),
+        *target_lines("fast step / (plain step + decoder fwd+input-bwd)", verdicts["fast_time"]),
+        spread_line("dps, checkpointed / (UNet + decoder floor)", verdicts["dps_checkpointed_time"]),
+        "- peak memory: reported, no target (a step keeps the UNet's and the decoder's activations for its "
+        "backward; the default checkpoints only when they would not fit in free memory)",
         "",
-        *memory_floor_note(steps, verdicts["floor_memory"], verdicts["dps_checkpointed_time"]),
         "### The way out of inference mode (`autograd_ready`)", "",
         "First call: every inference-mode weight is replaced by an ordinary tensor sharing its memory (no copy, "
         "so memory in use does not change). Later calls: a walk over the modules that finds nothing to replace "
         "(done on every guided step, since ComfyUI may re-create weights when it re-patches).",
         "", *workaround_table(steps["workaround"]), "",
-        "The automatic checkpointing decision measures, once per decoder, the bytes its backward keeps per "
-        "latent pixel (two tiny decodes with autograd, 4x4 and 8x8 latents; the first-ever call at these shapes "
-        "includes the CPU's one-off kernel set-up): "
+        "The default's estimate of the decoder's saved activations comes from a probe, once per decoder: "
+        "two tiny decodes with autograd (4x4 and 8x8 latents; the first-ever call at these shapes includes the "
+        "CPU's one-off kernel set-up): "
         + "; ".join(f"{name}: {p['seconds']:.3f} s, {p['saved_bytes_per_latent_pixel'] / 1024:.0f} KiB per latent pixel"
                     for name, p in probes.items())
         + ". Checkpointing changes no gradient: largest difference with and without it (16x16 latent) of the "
@@ -418,36 +541,12 @@ def report(info: dict, plan: dict, steps: dict, deepinv: dict, elapsed: float, c
         + "; ".join(f"{name}: {p['checkpointed_gradient_max_difference']:.1e}" for name, p in probes.items())
         + ", of a whole guided dps step (UNet and decoder checkpointed) "
         + "; ".join(f"{name}: {d:.1e}" for name, d in steps["probe"]["guided step difference"].items())
-        + ". Whether it chose checkpointing for the default \"dps\"/\"fast\" rows above: "
-        + "; ".join(f"{latent}: " + ", ".join(f"{k.replace(' step', '')} {'on' if v else 'off'}"
-                                             for k, v in r["auto_checkpointing"].items())
-                    for latent, r in steps["sizes"].items()) + ".", "",
+        + ".", "",
         "## 2. Growth with image size (dps step, AutoencoderKL decoder)", "",
         *growth_table(steps), "",
         "Working memory = peak minus memory in use just before the step (weights of the UNet and both VAEs). "
         + ("" if cuda else "Sizes beyond table 1 are measured from a single call each (2 CPU cores)."), "",
-        "## 3. Against deepinv's DPS on an analytic Gaussian prior", "",
-        f"Prior N(mu, Sigma) over 3x8x8 images (tests/dps_test_pack/gaussian_prior.py), exact denoiser on both "
-        f"sides, Gaussian noise 0.05, {plan['samples']} samples in one batch, the same number of denoiser calls. "
-        "Ours: comfy.sample.sample (euler_ancestral, karras, EPS) with the pack's PREDICT_NOISE guidance at the "
-        "default strength 1. deepinv 0.5.0: deepinv.sampling.DPS at its defaults (weight 1, \"norm\" guidance, "
-        "DDPM solver, VP schedule), num_steps = calls + 1 (it makes no call at t = 0), with a deepinv Denoiser "
-        "wrapping the same exact denoiser and our operator as LinearPhysics. Distance: |sample mean - exact "
-        f"posterior mean| (prior mean's distance for scale). Time per call: median of "
-        f"{plan['deepinv_repeats']} interleaved runs of each, on {plan.get('deepinv_threads', 1)} torch thread "
-        "(both; at this size threads only add synchronisation).", "",
-        *dlines, "",
-        f"- faster per call: **{'MET' if all(dverdict['faster']) else 'MISSED'}**; at least as accurate: "
-        f"**{'MET' if all(dverdict['as_accurate']) else 'MISSED'}**",
-        "",
-        "## 4. Steps to converge on the same prior", "",
-        "Our DPS (same set-up as section 3, 1 call per step) at each step count: distance of the sample mean to "
-        "the exact posterior mean; the Monte Carlo error (sqrt of the summed per-pixel sample variances over the "
-        "number of samples, at the largest count) says how much of a difference is sampling noise; the last "
-        "columns give the fewest steps within 10% of the largest count's distance, and the fewest from which on "
-        "every count is.", "",
-        *slines,
-        "",
+        *deepinv_section(deepinv, plan),
         *full_size_section(steps.get("full_size"), (plan.get("full_size") or {}).get("repeats", 0)),
     ]
     changes = ROOT / "bench" / "changes.md"
@@ -477,7 +576,9 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small sizes and few repeats (checks the script)")
     parser.add_argument("--out", default=str(ROOT / "bench"), help="folder for results.md and results.json")
-    parser.add_argument("--skip-steps", action="store_true", help="only the Gaussian-prior comparisons")
+    parser.add_argument("--skip-steps", action="store_true",
+                        help="only sections 3 and 4 (against deepinv, steps to converge); they replace those of the "
+                        "results.json in --out, whose other sections are kept")
     parser.add_argument("--operators", action="store_true", help="also run bench/bench_operators.py")
     parser.add_argument("--report-only", action="store_true",
                         help="rewrite results.md from the results.json in --out (no measuring)")
@@ -498,7 +599,7 @@ def main():
         steps = run_step_costs(plan, dev, baseline)
         steps["memory_method"] = baseline.method
         steps["full_size"] = run_full_size(plan, dev)
-    deepinv = run_deepinv(plan)
+    deepinv = run_deepinv(plan, dev)
     import os
 
     info["load_average_at_end"] = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
@@ -510,12 +611,23 @@ def main():
     out.mkdir(parents=True, exist_ok=True)
     results = {"machine": info, "plan": {k: v for k, v in plan.items()}, "elapsed_s": elapsed, "steps": steps,
                "deepinv": deepinv, "measured_on": datetime.date.today().isoformat()}
-    suffix = ""
-    (out / f"results{suffix}.json").write_text(json.dumps(results, indent=1, default=str))
-    if steps is not None:
-        text = report(info, plan, steps, deepinv, elapsed, cuda)
-        (out / f"results{suffix}.md").write_text(text)
-        print("\n" + text)
+    previous = out / "results.json"
+    if steps is None and previous.exists():
+        # Only sections 3 and 4 were measured: they replace those of the last full run, which keeps the rest.
+        results = json.loads(previous.read_text(), object_hook=_int_keys)
+        deepinv["run"] = {"measured_on": datetime.date.today().isoformat(), "elapsed_s": elapsed,
+                          "load_average_at_start": info["load_average_at_start"],
+                          "load_average_at_end": info["load_average_at_end"]}
+        results["deepinv"] = deepinv
+        results["plan"].update({k: plan[k] for k in DEEPINV_PLAN_KEYS})
+    previous.write_text(json.dumps(results, indent=1, default=str))
+    if results["steps"] is not None:
+        text = report(results["machine"], results["plan"], results["steps"], results["deepinv"],
+                      results["elapsed_s"], cuda, measured_on=results.get("measured_on"))
+    else:
+        text = "\n".join(["# DPS benchmarks (sections 3 and 4 only)", "", *deepinv_section(deepinv, plan)])
+    (out / "results.md").write_text(text)
+    print("\n" + text)
     if args.operators:
         subprocess.run([sys.executable, str(ROOT / "bench" / "bench_operators.py")], check=True)
     log(f"done in {elapsed / 60:.1f} min")
