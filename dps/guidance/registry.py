@@ -20,6 +20,7 @@ from typing import Callable
 
 from .dps import dps_guidance
 from .fast import fast_guidance
+from .pigdm import pigdm_guidance
 
 
 @dataclass(frozen=True)
@@ -54,6 +55,13 @@ METHODS: dict[str, GuidanceMethod] = {m.name: m for m in [
                     "no backward pass through the diffusion model. For models too large to differentiate (Flux, "
                     "SDXL at full size); with a VAE the decoder's backward still dominates (about 7x a plain step "
                     "at SD1.5 size on CPU), for pixel models it costs as much as plain sampling.",
+    ),
+    GuidanceMethod(
+        "pigdm", pigdm_guidance, through_model=True, needs_linear=True,
+        description="pseudoinverse guidance (PiGDM): like dps, back-propagated through the diffusion model and "
+                    "the VAE decoder, but the misfit is weighted by the uncertainty of the current estimate "
+                    "seen through the operator, so no step-size rule is needed. Linear operators only; costs "
+                    "what a dps step costs.",
     ),
 ]}
 

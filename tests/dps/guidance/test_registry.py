@@ -27,10 +27,11 @@ def test_every_method_takes_the_keyword_arguments_only(name):
 def test_the_flags_say_what_each_method_differentiates():
     assert METHODS["dps"].through_model and not METHODS["fast"].through_model
     assert not METHODS["dps"].needs_linear and not METHODS["fast"].needs_linear
+    assert METHODS["pigdm"].through_model and METHODS["pigdm"].needs_linear
 
 
 def test_an_unknown_name_is_a_clear_error():
-    with pytest.raises(ValueError, match="guidance_mode: expected one of dps, fast.*'dsp'"):
+    with pytest.raises(ValueError, match="guidance_mode: expected one of dps, fast, pigdm.*'dsp'"):
         method("dsp")
 
 

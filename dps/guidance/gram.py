@@ -1,0 +1,114 @@
+"""Solves of pigdm's system (a A A^T + Sigma_y) v = b, per sample, for a linear operator A.
+
+a = r_t^2 c^2 per sample ([B]), Sigma_y the noise variance per measured element (a 0-d tensor
+for Gaussian noise, per element for Poisson noise; complex k-space counts as real pairs, each with
+the same variance), b the residual in the measurement's own layout (complex for k-space); v comes
+back in that layout. Exact where the operator allows it:
+
+- masks (Inpainting, RandomInpainting): A A^T = diag(keep^2), a division;
+- average super-resolution by s: A A^T = I / s^2 (each block of s x s pixels averages into one);
+- colourisation: A A^T = sum of the squared luma weights, a scalar;
+- circular blur (Gaussian noise): A A^T is circulant, diagonal in the FFT with |h^|^2, h = A(delta);
+- Fourier undersampling: A maps a *real* image, so A A^T = M (I + J) / 2 M where J b(k) = conj b(-k)
+  pairs each frequency with its mirror; sampled pairs see a projection, a frequency sampled
+  without its mirror sees 1/2, unsampled ones 0: a division per pair;
+
+and by conjugate gradients (cg.py) with the operator and its adjoint otherwise (bicubic
+super-resolution, padded blur, compositions, circular blur under Poisson noise).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from ..operators import Colorization, Convolution, FourierUndersampling, SuperResolution
+from ..operators.inpainting import _Masking
+from .cg import MAX_ITERATIONS, TOLERANCE, conjugate_gradients
+
+
+def _real(t: torch.Tensor) -> torch.Tensor:
+    return torch.view_as_real(t) if t.is_complex() else t
+
+
+def _like(real: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    return torch.view_as_complex(real.contiguous()) if like.is_complex() else real
+
+
+def _per_sample(scale: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    scale = scale.to(device=like.device, dtype=like.real.dtype if like.is_complex() else like.dtype).reshape(-1)
+    if scale.numel() == 1:
+        scale = scale.expand(like.shape[0])
+    return scale.reshape(-1, *([1] * (like.ndim - 1)))
+
+
+def closed_form(operator) -> str | None:
+    """The name of the exact solve used for `operator` under Gaussian noise, or None (conjugate
+    gradients). Poisson noise keeps every closed form but the FFT ones."""
+    if isinstance(operator, _Masking):
+        return "diagonal"
+    if isinstance(operator, SuperResolution) and operator.kernel == "average":
+        return "block"
+    if isinstance(operator, Colorization):
+        return "scalar"
+    if isinstance(operator, Convolution) and operator.boundary == "circular":
+        return "fft"
+    if isinstance(operator, FourierUndersampling):
+        return "kspace"
+    return None
+
+
+def _circular_spectrum(operator: Convolution, size: tuple[int, int], like: torch.Tensor) -> torch.Tensor:
+    """|FFT(h)|^2 for the impulse response h = A(delta) of a circular blur on this grid."""
+    delta = torch.zeros(1, 1, *size, dtype=like.dtype, device=like.device)
+    delta[..., 0, 0] = 1
+    return torch.fft.fft2(operator.forward(delta)).abs().square()
+
+
+def _mirror(b: torch.Tensor) -> torch.Tensor:
+    """J b: b(-k) conjugated, in the centred layout (frequency 0 at index n // 2 of each axis)."""
+    for dim in (-2, -1):
+        n = b.shape[dim]
+        index = (2 * (n // 2) - torch.arange(n, device=b.device)) % n
+        b = b.index_select(dim, index)
+    return b.conj()
+
+
+def solve(operator, b: torch.Tensor, *, scale: torch.Tensor, noise_variance: torch.Tensor,
+          max_iterations: int = MAX_ITERATIONS, tolerance: float = TOLERANCE) -> torch.Tensor:
+    """v with (a A A^T + Sigma_y) v = b per sample (a = `scale` [B], Sigma_y = `noise_variance`
+    broadcastable to the real view of b). No graph is built."""
+    with torch.no_grad():
+        a = _per_sample(scale, b)
+        s = noise_variance.to(device=b.device, dtype=a.dtype)
+        scalar_noise = s.numel() == 1
+        kind = closed_form(operator)
+        if kind == "diagonal":
+            keep = operator._keep(b)
+            return b / (a * keep.square() + s)
+        if kind == "block":
+            return b / (a / operator.scale_factor**2 + s)
+        if kind == "scalar":
+            return b / (a * operator.weights.square().sum().item() + s)
+        if kind == "fft" and scalar_noise:
+            spectrum = _circular_spectrum(operator, tuple(b.shape[-2:]), b)
+            return torch.fft.ifft2(torch.fft.fft2(b) / (a * spectrum + s.reshape(()))).real.to(b.dtype)
+        if kind == "kspace" and scalar_noise:
+            s = s.reshape(())
+            m = operator._mask(b).to(torch.bool)
+            mirrored = m[(2 * (m.shape[0] // 2) - torch.arange(m.shape[0], device=m.device)) % m.shape[0]]
+            both, alone = m & mirrored, m & ~mirrored
+            projected = b / s - (a / (s * (a + s))) * (b + _mirror(b)) / 2
+            return torch.where(both, projected, torch.where(alone, b / (s + a / 2), b / s))
+        return _conjugate_gradient_solve(operator, b, a, s, max_iterations, tolerance)
+
+
+def _conjugate_gradient_solve(operator, b, a, s, max_iterations, tolerance) -> torch.Tensor:
+    real_b = _real(b)
+    a_real = a.reshape(-1, *([1] * (real_b.ndim - 1)))
+
+    def apply(z: torch.Tensor) -> torch.Tensor:
+        zb = _like(z, b)
+        return a_real * _real(operator.forward(operator.adjoint(zb))) + s * z
+
+    v, _ = conjugate_gradients(apply, real_b, max_iterations=max_iterations, tolerance=tolerance)
+    return _like(v, b)

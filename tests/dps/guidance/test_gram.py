@@ -1,0 +1,132 @@
+"""pigdm's solves of (a A A^T + Sigma_y) v = b (dps/guidance/gram.py) and the batched conjugate
+gradients behind them (cg.py), against dense float64 linear algebra: A is built column by column
+from the operator on basis images, complex measurements as real pairs."""
+
+import pytest
+import torch
+
+from comfyui_dps.dps.guidance import cg, gram
+from comfyui_dps.dps.operators import (Colorization, Composition, Convolution, FourierUndersampling, GaussianBlur,
+                                       Inpainting, RandomInpainting, SuperResolution)
+
+SCALE = torch.tensor([0.2, 0.01], dtype=torch.float64)  # a = r^2 c^2 per sample
+
+
+def real(t):
+    return torch.view_as_real(t) if t.is_complex() else t
+
+
+def dense(operator, shape):
+    """A as a [m, n] float64 matrix, m counting real numbers of the measurement."""
+    n = torch.Size(shape).numel()
+    basis = torch.eye(n, dtype=torch.float64).reshape(n, *shape[1:])
+    return torch.stack([real(operator(e[None])).reshape(-1) for e in basis], dim=1)
+
+
+def measurement_like(operator, shape, generator):
+    probe = operator(torch.zeros(shape, dtype=torch.float64))
+    b = torch.randn(real(probe).shape, generator=generator, dtype=torch.float64)
+    return torch.view_as_complex(b) if probe.is_complex() else b
+
+
+def dense_solve(operator, b, noise_variance, shape):
+    matrix = dense(operator, (1, *shape[1:]))
+    out = []
+    for i in range(b.shape[0]):
+        rb = real(b[i:i + 1]).reshape(-1)
+        variance = torch.broadcast_to(noise_variance, real(b).shape)[i].reshape(-1)
+        system = SCALE[i] * matrix @ matrix.T + torch.diag(variance)
+        out.append(torch.linalg.solve(system, rb))
+    return torch.stack(out).reshape(real(b).shape)
+
+
+def fractional_mask():
+    generator = torch.Generator().manual_seed(3)
+    return torch.rand(6, 8, generator=generator, dtype=torch.float64).round() * 0.7
+
+
+CASES = {
+    "inpainting": (lambda: Inpainting(fractional_mask()), (2, 3, 6, 8), "diagonal"),
+    "random inpainting": (lambda: RandomInpainting(0.7, seed=1), (2, 3, 6, 8), "diagonal"),
+    "average SR": (lambda: SuperResolution(2, "average"), (2, 3, 8, 6), "block"),
+    "average SR x3": (lambda: SuperResolution(3, "average"), (2, 2, 6, 9), "block"),
+    "colourisation": (Colorization, (2, 3, 5, 4), "scalar"),
+    "circular blur": (lambda: GaussianBlur(5, 1.0, boundary="circular"), (2, 2, 6, 8), "fft"),
+    "circular blur, large kernel": (lambda: GaussianBlur(9, 2.0, boundary="circular"), (2, 1, 7, 5), "fft"),
+    "circular motion blur": (lambda: Convolution(torch.tensor([[0.0, 1, 2], [0, 0, 1]]), "circular"), (2, 1, 6, 7),
+                             "fft"),
+    "Fourier, even": (lambda: FourierUndersampling(2.0, 0.25, seed=2), (2, 1, 6, 8), "kspace"),
+    "Fourier, odd": (lambda: FourierUndersampling(2.0, 0.2, seed=5), (2, 2, 5, 7), "kspace"),
+    "bicubic SR": (lambda: SuperResolution(2, "bicubic"), (2, 3, 8, 8), None),
+    "reflect blur": (lambda: GaussianBlur(5, 1.0), (2, 3, 6, 6), None),
+    "zero-padded blur": (lambda: GaussianBlur(3, 0.8, boundary="zeros"), (2, 1, 6, 6), None),
+    "blur then SR": (lambda: Composition(GaussianBlur(3, 0.8), SuperResolution(2, "bicubic")), (2, 3, 8, 8), None),
+    "blur then Fourier": (lambda: Composition(GaussianBlur(3, 0.8), FourierUndersampling(2.0, 0.25, seed=1)),
+                          (2, 1, 6, 6), None),
+}
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_each_solve_matches_dense_linear_algebra_under_gaussian_noise(name):
+    build, shape, kind = CASES[name]
+    operator = build()
+    assert gram.closed_form(operator) == kind
+    b = measurement_like(operator, shape, torch.Generator().manual_seed(1))
+    variance = torch.tensor(0.05**2, dtype=torch.float64)
+    v = gram.solve(operator, b, scale=SCALE, noise_variance=variance, tolerance=1e-12, max_iterations=500)
+    assert v.shape == b.shape and v.dtype == b.dtype
+    torch.testing.assert_close(real(v), dense_solve(operator, b, variance, shape), rtol=1e-8, atol=1e-8)
+
+
+@pytest.mark.parametrize("name", ["inpainting", "average SR", "colourisation", "circular blur", "reflect blur"])
+def test_each_solve_matches_dense_linear_algebra_under_per_element_noise(name):
+    """Poisson noise: Sigma_y differs per element (and here per sample); the FFT solve hands over to CG."""
+    build, shape, _ = CASES[name]
+    operator = build()
+    generator = torch.Generator().manual_seed(2)
+    b = measurement_like(operator, shape, generator)
+    variance = 0.001 + 0.01 * torch.rand(b.shape, generator=generator, dtype=torch.float64)
+    v = gram.solve(operator, b, scale=SCALE, noise_variance=variance, tolerance=1e-12, max_iterations=500)
+    torch.testing.assert_close(v, dense_solve(operator, b, variance, shape), rtol=1e-8, atol=1e-8)
+
+
+def test_a_batch_one_noise_variance_serves_every_sample():
+    operator = Inpainting(fractional_mask())
+    b = measurement_like(operator, (2, 3, 6, 8), torch.Generator().manual_seed(4))
+    variance = 0.002 + 0.01 * torch.rand(1, 3, 6, 8, generator=torch.Generator().manual_seed(5), dtype=torch.float64)
+    v = gram.solve(operator, b, scale=SCALE, noise_variance=variance)
+    torch.testing.assert_close(v, dense_solve(operator, b, variance, (2, 3, 6, 8)))
+
+
+def test_float32_solves_stay_float32():
+    operator = SuperResolution(2, "bicubic")
+    b = torch.randn(2, 3, 4, 4, generator=torch.Generator().manual_seed(6))
+    v = gram.solve(operator, b, scale=SCALE.float(), noise_variance=torch.tensor(0.0025))
+    assert v.dtype == torch.float32
+    reference = dense_solve(operator, b.double(), torch.tensor(0.0025, dtype=torch.float64), (2, 3, 8, 8))
+    error = (v.double() - reference).flatten(1).norm(dim=1) / reference.flatten(1).norm(dim=1)
+    assert error.max() < 1e-4
+
+
+def test_conjugate_gradients_matches_dense_per_sample_and_stops_each_sample_on_its_own():
+    generator = torch.Generator().manual_seed(0)
+    n = 12
+    mats = []
+    for k in range(3):
+        q = torch.randn(n, n, generator=generator, dtype=torch.float64)
+        mats.append(q @ q.T + (0.1 + k) * torch.eye(n, dtype=torch.float64))
+    mats = torch.stack(mats)
+    b = torch.randn(3, n, generator=generator, dtype=torch.float64)
+    b[2] = 0  # a zero right-hand side: zero solution, no division by zero
+    v, iterations = cg.conjugate_gradients(lambda z: (mats @ z[..., None])[..., 0], b, max_iterations=100,
+                                           tolerance=1e-12)
+    torch.testing.assert_close(v, torch.linalg.solve(mats, b[..., None])[..., 0], rtol=1e-9, atol=1e-9)
+    assert v[2].abs().max() == 0 and iterations <= 3 * n
+
+
+def test_conjugate_gradients_respects_its_iteration_cap():
+    mats = torch.diag(torch.linspace(0.01, 1.0, 50, dtype=torch.float64))[None]
+    b = torch.ones(1, 50, dtype=torch.float64)
+    _, iterations = cg.conjugate_gradients(lambda z: (mats @ z[..., None])[..., 0], b, max_iterations=5,
+                                           tolerance=1e-14)
+    assert iterations == 5

@@ -1,0 +1,117 @@
+"""`pigdm` (dps/guidance/pigdm.py) against its formula where every term is known: a linear
+denoiser D(x) = SHRINK x and pixel rendering (x + 1) / 2, so J = SHRINK / 2 and
+
+    D_y = D + strength * sigma^2 / alpha * J A^T (r^2 c^2 A A^T + Sigma_y)^{-1} (y - A (D + 1) / 2)
+
+computed here with dense float64 matrices."""
+
+import pytest
+import torch
+
+from comfyui_dps.dps.guidance import METHODS, GuidanceTrace, core, gram
+from comfyui_dps.dps.guidance.likelihood import RENDER_SCALE
+from comfyui_dps.dps.measurement import Measurement, simulate
+from comfyui_dps.dps.noise import GaussianNoise, PoissonNoise
+from comfyui_dps.dps.operators import (FourierUndersampling, GaussianBlur, Inpainting, PhaseRetrieval,
+                                       RandomInpainting, SuperResolution)
+
+SHRINK = 0.8
+PIGDM = METHODS["pigdm"].function
+OPERATORS = {
+    "random inpainting": lambda: RandomInpainting(0.7, seed=1),
+    "average SR": lambda: SuperResolution(2, "average"),
+    "bicubic SR": lambda: SuperResolution(2, "bicubic"),
+    "reflect blur": lambda: GaussianBlur(3, 0.8),
+    "Fourier": lambda: FourierUndersampling(2.0, 0.25, seed=2),
+}
+
+
+def real(t):
+    return torch.view_as_real(t) if t.is_complex() else t
+
+
+def dense(operator, shape):
+    n = torch.Size(shape).numel()
+    basis = torch.eye(n, dtype=torch.float64).reshape(n, *shape)
+    return torch.stack([real(operator(e[None])).reshape(-1) for e in basis], dim=1)
+
+
+def problem(operator, noise=None, batch=2, channels=1):
+    noise = noise or GaussianNoise(0.05)
+    generator = torch.Generator().manual_seed(0)
+    truth = torch.rand(1, channels, 4, 4, generator=generator, dtype=torch.float64)
+    measurement = simulate(truth, operator, noise, seed=3)
+    x = 2 * torch.randn(batch, channels, 4, 4, generator=generator, dtype=torch.float64)
+    return measurement, x
+
+
+def expected(x, measurement, sigma, alpha, strength):
+    shape = x.shape[1:]
+    matrix = dense(measurement.operator, shape)
+    denoised = SHRINK * x
+    out = []
+    for i in range(x.shape[0]):
+        prediction = matrix @ ((denoised[i].reshape(-1) + 1) / 2)
+        residual = real(measurement.y[0]).reshape(-1) - prediction
+        variance = torch.broadcast_to(measurement.noise.std(measurement.y), real(measurement.y).shape)[0]
+        r2 = sigma[i]**2 / (alpha[i]**2 + sigma[i]**2)
+        system = r2 * RENDER_SCALE**2 * matrix @ matrix.T + torch.diag(variance.reshape(-1).square())
+        g = SHRINK / 2 * matrix.T @ torch.linalg.solve(system, residual)
+        factor = sigma[i]**2 / alpha[i] if alpha[i] >= core.MIN_ALPHA else 0.0
+        out.append(denoised[i] + strength * factor * g.reshape(shape))
+    return torch.stack(out)
+
+
+def run(measurement, x, sigma, alpha, strength=1.0, trace=None):
+    return PIGDM(x=x, sigma=sigma, alpha=alpha, denoise=lambda z: SHRINK * z, render=lambda d: (d + 1) / 2,
+                 measurement=measurement, strength=strength, trace=trace)
+
+
+@pytest.mark.parametrize("name", list(OPERATORS))
+def test_pigdm_matches_its_formula_per_sample(name, monkeypatch):
+    monkeypatch.setattr(core, "MAX_CORRECTION_RATIO", float("inf"))  # the formula itself, not the guard
+    measurement, x = problem(OPERATORS[name]())
+    sigma = torch.tensor([3.0, 0.2], dtype=torch.float64)
+    alpha = torch.tensor([1.0, 0.7], dtype=torch.float64)
+    trace = GuidanceTrace()
+    guided = run(measurement, x, sigma, alpha, strength=1.5, trace=trace)
+    # Closed forms are exact; conjugate gradients stop at a relative residual of cg.TOLERANCE.
+    exact = gram.closed_form(measurement.operator) is not None
+    torch.testing.assert_close(guided, expected(x, measurement, sigma, alpha, 1.5),
+                               rtol=1e-9 if exact else 1e-4, atol=1e-10 if exact else 1e-6)
+    # The trace holds the normalised residual of the current estimate, as for every method.
+    torch.testing.assert_close(torch.tensor(trace.residuals[0], dtype=torch.float64),
+                               measurement.normalized_residual((SHRINK * x + 1) / 2))
+
+
+def test_pigdm_weights_poisson_noise_per_element(monkeypatch):
+    monkeypatch.setattr(core, "MAX_CORRECTION_RATIO", float("inf"))
+    measurement, x = problem(SuperResolution(2, "average"), noise=PoissonNoise(50.0), channels=3)
+    sigma, alpha = torch.tensor([0.5, 1.5], dtype=torch.float64), torch.ones(2, dtype=torch.float64)
+    torch.testing.assert_close(run(measurement, x, sigma, alpha), expected(x, measurement, sigma, alpha, 1.0),
+                               rtol=1e-9, atol=1e-10)
+
+
+def test_pigdm_gives_no_correction_where_alpha_vanishes_and_at_strength_zero():
+    measurement, x = problem(RandomInpainting(0.5, seed=0))
+    sigma, alpha = torch.tensor([1.0, 1.0], dtype=torch.float64), torch.tensor([0.0, 1.0], dtype=torch.float64)
+    guided = run(measurement, x, sigma, alpha)
+    torch.testing.assert_close(guided[0], SHRINK * x[0])
+    assert not torch.equal(guided[1], SHRINK * x[1])
+    torch.testing.assert_close(run(measurement, x, sigma, alpha, strength=0.0), SHRINK * x)
+
+
+def test_pigdm_keeps_the_denoisers_dtype():
+    measurement, x = problem(Inpainting(torch.zeros(4, 4)))
+    guided = PIGDM(x=x.half(), sigma=torch.tensor([0.5]), alpha=torch.tensor([1.0]),
+                   denoise=lambda z: SHRINK * z, render=lambda d: (d.float() + 1) / 2,
+                   measurement=measurement.to(dtype=torch.float32), strength=1.0)
+    assert guided.dtype == torch.float16 and torch.isfinite(guided).all()
+
+
+def test_pigdm_refuses_a_non_linear_operator_naming_the_mode():
+    entry = METHODS["pigdm"]
+    assert entry.needs_linear and entry.through_model
+    phase = Measurement(torch.rand(1, 3, 16, 16), PhaseRetrieval(2.0), GaussianNoise(0.1))
+    with pytest.raises(ValueError, match="guidance_mode: 'pigdm' needs a linear operator, but .*phase"):
+        entry.check(phase)
