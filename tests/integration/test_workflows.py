@@ -110,8 +110,10 @@ def prepare_base(base: pathlib.Path) -> pathlib.Path:
     return base
 
 
-def start_server(base: pathlib.Path) -> ComfyServer:
-    return ComfyServer(extra_custom_nodes=[ROOT / "tests" / "dps_test_pack"], base_dir=prepare_base(base)).start()
+def start_server(base: pathlib.Path, **options) -> ComfyServer:
+    """A server on a prepared base directory; options go to ComfyServer (e.g. front_end_root)."""
+    return ComfyServer(extra_custom_nodes=[ROOT / "tests" / "dps_test_pack"], base_dir=prepare_base(base),
+                       **options).start()
 
 
 @pytest.fixture(scope="module")
