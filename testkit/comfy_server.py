@@ -63,9 +63,12 @@ class ComfyServer:
     """A real ComfyUI server process on a loopback port, with its own base directory."""
 
     def __init__(self, extra_custom_nodes=(), base_dir=None, cpu=True, extra_args=(), python=None,
-                 front_end_root=None):
+                 front_end_root=None, link_checkout=True):
         """front_end_root: a frontend's static folder (e.g. frontend_root("1.58.1")) served instead of
-        the comfyui-frontend-package installed with ComfyUI (`--front-end-root`)."""
+        the comfyui-frontend-package installed with ComfyUI (`--front-end-root`). link_checkout: link
+        this checkout into custom_nodes as ComfyUI-DPS (False: load only what custom_nodes holds, as
+        after an install by ComfyUI-Manager)."""
+        self.link_checkout = link_checkout
         self.front_end_root = pathlib.Path(front_end_root) if front_end_root else None
         self.extra_custom_nodes = [pathlib.Path(p) for p in extra_custom_nodes]
         self._own_base = base_dir is None
@@ -81,7 +84,7 @@ class ComfyServer:
     def start(self, timeout: float = 180.0) -> "ComfyServer":
         for sub in ("custom_nodes", "models", "input", "output", "temp", "user"):
             (self.base / sub).mkdir(parents=True, exist_ok=True)
-        links = {"ComfyUI-DPS": ROOT, **{p.name: p for p in self.extra_custom_nodes}}
+        links = {**({"ComfyUI-DPS": ROOT} if self.link_checkout else {}), **{p.name: p for p in self.extra_custom_nodes}}
         for name, target in links.items():
             link = self.base / "custom_nodes" / name
             if link.is_symlink() or link.exists():
@@ -100,7 +103,7 @@ class ComfyServer:
                 raise FileNotFoundError(f"no frontend at {self.front_end_root} (index.html missing): "
                                         "run scripts/setup_host.sh")
             cmd += ["--front-end-root", str(self.front_end_root)]
-        self._log = open(self.log_path, "wb")
+        self._log = open(self.log_path, "ab")  # appended: a restart keeps the first run's log
         self.process = subprocess.Popen(cmd, cwd=comfy, stdout=self._log, stderr=subprocess.STDOUT)  # noqa: S603
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -125,6 +128,11 @@ class ComfyServer:
         if getattr(self, "_log", None):
             self._log.close()
         self.process = None
+
+    def restart(self, timeout: float = 180.0) -> "ComfyServer":
+        """Stop and start again on the same base directory, as a user restarts after an install."""
+        self.stop()
+        return self.start(timeout)
 
     def __enter__(self):
         return self.start()

@@ -34,7 +34,7 @@ import subprocess  # noqa: S404  (dev tool: runs git and cm-cli)
 import sys
 import textwrap
 
-from .comfy_server import ComfyServer, comfyui_path, free_port
+from .comfy_server import ComfyServer, comfyui_path
 
 MANAGER_VERSION = "4.3"
 
@@ -170,41 +170,8 @@ class BaseDirServer(ComfyServer):
     """A ComfyUI server on a given base directory that loads only what its custom_nodes holds.
 
     ComfyServer links this checkout into custom_nodes as ComfyUI-DPS; a server that must find the
-    pack where the Manager put it cannot have that link, so this one starts ComfyUI as is."""
+    pack where the Manager put it cannot have that link."""
 
     def __init__(self, base_dir, **kwargs):
-        super().__init__(base_dir=base_dir, **kwargs)
+        super().__init__(base_dir=base_dir, link_checkout=False, **kwargs)
         self._own_base = False  # the caller owns the base directory (it holds the installed pack)
-
-    def start(self, timeout: float = 180.0) -> "BaseDirServer":
-        import time
-        import urllib.error
-
-        for sub in ("custom_nodes", "models", "input", "output", "temp", "user"):
-            (self.base / sub).mkdir(parents=True, exist_ok=True)
-        self.port = free_port()
-        comfy = comfyui_path()
-        cmd = [
-            self.python, str(comfy / "main.py"), "--disable-auto-launch",
-            "--listen", "127.0.0.1", "--port", str(self.port),
-            "--base-directory", str(self.base), "--database-url", "sqlite:///:memory:",
-            *(["--cpu"] if self.cpu else []), *self.extra_args,
-        ]
-        self._log = open(self.log_path, "ab")  # appended: a restart keeps the first run's log
-        self.process = subprocess.Popen(cmd, cwd=comfy, stdout=self._log, stderr=subprocess.STDOUT)  # noqa: S603
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"ComfyUI exited with {self.process.returncode}:\n{self.log()}")
-            try:
-                self.get("/system_stats")
-                return self
-            except (urllib.error.URLError, ConnectionError, OSError):
-                time.sleep(0.5)
-        self.stop()
-        raise TimeoutError(f"ComfyUI did not answer within {timeout} s:\n{self.log()}")
-
-    def restart(self, timeout: float = 180.0) -> "BaseDirServer":
-        """Stop and start again on the same base directory, as a user restarts after an install."""
-        self.stop()
-        return self.start(timeout)
