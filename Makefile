@@ -22,7 +22,7 @@ $(LINT)/comfy:
 
 lint: $(LINT)/comfy
 	$(LINT)/ruff check __init__.py dps nodes
-	$(LINT)/ruff check tests scripts bench
+	$(LINT)/ruff check tests scripts bench testkit
 	cd "$(CURDIR)" && $(LINT)/comfy --skip-prompt --no-enable-telemetry node validate
 
 demo: host
