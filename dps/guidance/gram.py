@@ -23,7 +23,7 @@ import torch
 
 from ..operators import Colorization, Convolution, FourierUndersampling, SuperResolution
 from ..operators.inpainting import _Masking
-from .cg import MAX_ITERATIONS, TOLERANCE, conjugate_gradients
+from .cg import conjugate_gradients
 
 
 def _real(t: torch.Tensor) -> torch.Tensor:
@@ -74,9 +74,10 @@ def _mirror(b: torch.Tensor) -> torch.Tensor:
 
 
 def solve(operator, b: torch.Tensor, *, scale: torch.Tensor, noise_variance: torch.Tensor,
-          max_iterations: int = MAX_ITERATIONS, tolerance: float = TOLERANCE) -> torch.Tensor:
+          max_iterations: int | None = None, tolerance: float | None = None) -> torch.Tensor:
     """v with (a A A^T + Sigma_y) v = b per sample (a = `scale` [B], Sigma_y = `noise_variance`
-    broadcastable to the real view of b). No graph is built."""
+    broadcastable to the real view of b). No graph is built. `max_iterations` and `tolerance` are
+    those of conjugate gradients (cg.py's defaults when None); closed forms ignore them."""
     with torch.no_grad():
         a = _per_sample(scale, b)
         s = noise_variance.to(device=b.device, dtype=a.dtype)
