@@ -60,8 +60,10 @@ METHODS: dict[str, GuidanceMethod] = {m.name: m for m in [
         "pigdm", pigdm_guidance, through_model=True, needs_linear=True,
         description="pseudoinverse guidance (PiGDM): like dps, back-propagated through the diffusion model and "
                     "the VAE decoder, but the misfit is weighted by the uncertainty of the current estimate "
-                    "seen through the operator, so no step-size rule is needed. Linear operators only; costs "
-                    "what a dps step costs.",
+                    "seen through the operator, so no step-size rule is needed. Linear operators only. On exact "
+                    "checks its samples spread like the true posterior (dps's are too tight) but sit further from "
+                    "its mean in inpainting and blur. A step costs a dps step plus a linear solve (iterative for "
+                    "bicubic super-resolution, padded blur and compositions).",
     ),
 ]}
 
