@@ -6,7 +6,7 @@ import sys
 import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT))
+sys.path[:0] = [str(ROOT), str(ROOT / "scripts")]  # scripts/: the demo tests check the demo script's own helpers
 
 from testkit.comfy_server import ComfyServer  # noqa: E402
 
