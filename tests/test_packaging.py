@@ -68,7 +68,7 @@ def test_tests_run_in_a_clone_whose_folder_name_is_no_identifier(tmp_path):
     # One engine test, then one that loads the pack into ComfyUI (ComfyUI becomes importable).
     result = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "tests/dps/test_noise.py",
-         "tests/nodes/test_guidance_gradient.py::test_fast_gradient_through_decoder_matches_finite_differences"],
+         "tests/nodes/test_renderer.py::test_fast_gradient_through_decoder_matches_finite_differences"],
         cwd=clone, capture_output=True, text=True, timeout=600,
         env={"PATH": "/usr/bin:/bin", "COMFYUI_PATH": str(comfyui_path()), "HOME": str(tmp_path)})
     assert result.returncode == 0 and " passed" in result.stdout, result.stdout[-3000:] + result.stderr[-3000:]

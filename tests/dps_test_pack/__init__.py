@@ -5,14 +5,22 @@ It is linked into the test server's custom_nodes beside ComfyUI-DPS; it never sh
 import hashlib
 import json
 import os
+import pathlib
+import sys
 
 import torch
 from safetensors.torch import save_file
 
 import folder_paths
 
-from .probes import NODE_CLASS_MAPPINGS as PROBE_NODES
-from testkit.tiny_models import MODEL_TYPES, pixel_space_vae, tiny_conditioning, tiny_kl_vae, tiny_taesd_vae, tiny_unet
+# The server imports this pack through a link in its custom_nodes: the repository root (for
+# testkit, shared with the tests) is not on its path.
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+if str(ROOT) not in sys.path:
+    sys.path.append(str(ROOT))
+
+from .probes import NODE_CLASS_MAPPINGS as PROBE_NODES  # noqa: E402
+from testkit.tiny_models import MODEL_TYPES, pixel_space_vae, tiny_conditioning, tiny_kl_vae, tiny_taesd_vae, tiny_unet  # noqa: E402
 
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
