@@ -73,6 +73,19 @@ MODEL_TYPES = {
 }
 
 
+def _reflect(x: torch.Tensor, pads: tuple[int, int, int, int]) -> torch.Tensor:
+    """Reflection padding by (top, bottom, left, right): torch's native kernel where one reflection
+    covers the pad, the engine's index map (any width) otherwise. Both give the same values; the
+    native kernel is faster and sums gradients in the order the demo's figures were measured with
+    (DPS samples follow the gradient's rounding: the index map changed the test sample's residual
+    from 1.32 to 3.15 times the noise)."""
+    top, bottom, left, right = pads
+    h, w = x.shape[-2:]
+    if max(top, bottom) < h and max(left, right) < w:
+        return torch.nn.functional.pad(x, (left, right, top, bottom), mode="reflect")
+    return padding.pad(x, pads, "reflect")
+
+
 class PaddedUNetModel(UNetModel):
     """ComfyUI's UNetModel that takes any image size: the input is reflect-padded to a multiple
     of the downsampling factor and to at least `min_size` per side, and the output cropped back.
@@ -93,7 +106,7 @@ class PaddedUNetModel(UNetModel):
             return super().forward(x, *args, **kwargs)
         ph, pw = target_h - h, target_w - w
         top, left = ph // 2, pw // 2
-        out = super().forward(padding.pad(x, (top, ph - top, left, pw - left), "reflect"), *args, **kwargs)
+        out = super().forward(_reflect(x, (top, ph - top, left, pw - left)), *args, **kwargs)
         return out[..., top:top + h, left:left + w]
 
 
