@@ -93,14 +93,20 @@ def checkpointed(blocks):
 
 
 class SavedBytes:
-    """Counts the bytes autograd saves for backward inside the context (shared storage counted
-    each time it is saved: an upper bound)."""
+    """Counts the memory autograd keeps for backward inside the context: each storage once, however
+    many ops save it or views of it (counting every save overestimated SD1.5's UNet at 512 px by half,
+    15.7 against 10.4 GiB, and checkpointed a step that fitted)."""
 
     def __init__(self):
         self.total = 0
+        self._seen = set()
 
     def _pack(self, tensor):
-        self.total += tensor.numel() * tensor.element_size()
+        storage = tensor.untyped_storage()
+        key = (tensor.device, storage.data_ptr())
+        if key not in self._seen:  # saved tensors stay alive, so no two share an address
+            self._seen.add(key)
+            self.total += storage.nbytes()
         # Detached: returning the tensor itself would tie an op's saved output to its own grad_fn
         # (a reference cycle that only the garbage collector frees).
         return tensor.detach()

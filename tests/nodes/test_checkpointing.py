@@ -169,3 +169,15 @@ def test_auto_checkpoints_only_when_the_step_would_not_fit(vae_kind, mode, monke
         assert counted > 0
         assert policies[False].saved_bytes(latent) == pytest.approx(per_pixel * (SIZE // 8) ** 2 + counted)
         assert not policies[True]._model_bytes  # a checkpointed call counts nothing
+
+
+def test_saved_bytes_counts_each_storage_once_and_changes_no_gradient():
+    x = torch.randn(1000, dtype=torch.float64, requires_grad=True)
+    with checkpointing.SavedBytes().counting() as saved:
+        y = x * x  # saves x twice: one storage
+        z = y[:500].sin()  # saves a view of y: y's storage, counted whole
+    assert saved.total == 2 * 1000 * 8
+    (gradient,) = torch.autograd.grad(z.sum(), x)
+    expected = torch.zeros_like(x)
+    expected[:500] = (torch.cos(x * x) * 2 * x)[:500].detach()
+    torch.testing.assert_close(gradient, expected)
