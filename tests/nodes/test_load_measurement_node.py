@@ -14,23 +14,10 @@ from testkit.host import load_pack
 
 pack = load_pack()
 
-import folder_paths  # noqa: E402
 
 from comfyui_dps.dps.io import load_measurement_file  # noqa: E402
 
 Node = pack.nodes.load_measurement_node.DPSLoadMeasurement
-
-
-@pytest.fixture()
-def input_dir(tmp_path):
-    folder = tmp_path / "input"
-    folder.mkdir()
-    previous = folder_paths.get_input_directory()
-    folder_paths.set_input_directory(str(folder))
-    try:
-        yield folder
-    finally:
-        folder_paths.set_input_directory(previous)
 
 
 def names_of_every_kind(input_dir) -> list[str]:

@@ -14,7 +14,6 @@ from testkit.host import load_pack
 
 pack = load_pack()
 
-import folder_paths  # noqa: E402
 from comfy_api.latest import io  # noqa: E402
 
 from comfyui_dps.dps.measurement import Measurement, simulate  # noqa: E402
@@ -233,18 +232,6 @@ def test_measurement_nodes_are_documented():
 
 
 # -------------------------------------------------------------------------- Load Measurement
-
-
-@pytest.fixture
-def input_dir(tmp_path):
-    folder = tmp_path / "input"
-    folder.mkdir()
-    previous = folder_paths.get_input_directory()
-    folder_paths.set_input_directory(str(folder))
-    try:
-        yield folder
-    finally:
-        folder_paths.set_input_directory(previous)
 
 
 def png_bytes(array: np.ndarray) -> bytes:
