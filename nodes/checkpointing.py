@@ -150,9 +150,10 @@ class CheckpointPolicy:
     `memory_was_short`, and every later step is checkpointed."""
 
     def __init__(self, model_patcher, vae, through_model: bool, autoencoder=None):
+        """autoencoder: the module the renderer decodes with (Renderer.autoencoder; None without a VAE)."""
         self.model_patcher = model_patcher
         self.vae = vae
-        self.autoencoder = autoencoder if autoencoder is not None or vae is None else vae.first_stage_model
+        self.autoencoder = autoencoder
         self.through_model = through_model
         self.short_of_memory = False
         self._decoder_per_pixel = {}
