@@ -4,6 +4,7 @@ ComfyUI is found through COMFYUI_PATH, else the folder that `make host` extracte
 without CUDA ComfyUI is told to use the CPU, as `--cpu` would.
 """
 
+import contextlib
 import importlib.util
 import pathlib
 import sys
@@ -51,3 +52,16 @@ def load_pack():
     if not hasattr(pack, "comfy_entrypoint"):
         pack.comfy_entrypoint = importlib.import_module("comfyui_dps.nodes.extension").comfy_entrypoint
     return pack
+
+
+@contextlib.contextmanager
+def input_directory(folder):
+    """ComfyUI's input directory set to `folder` within the context (restored after)."""
+    import folder_paths  # ComfyUI's: load_comfy() first
+
+    previous = folder_paths.get_input_directory()
+    folder_paths.set_input_directory(str(folder))
+    try:
+        yield folder
+    finally:
+        folder_paths.set_input_directory(previous)

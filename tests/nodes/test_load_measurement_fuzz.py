@@ -22,11 +22,10 @@ from hypothesis import strategies as st
 from PIL import Image
 from safetensors.torch import save as safetensors_save
 
-from testkit.host import load_pack
+from testkit.host import input_directory, load_pack
 
 pack = load_pack()
 
-import folder_paths  # noqa: E402
 
 from comfyui_dps.dps.measurement import Measurement  # noqa: E402
 from comfyui_dps.dps.operators import (  # noqa: E402
@@ -111,13 +110,8 @@ def hostile_bytes(draw, ext):
 
 @pytest.fixture(scope="module")
 def input_dir(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("fuzz_input")
-    previous = folder_paths.get_input_directory()
-    folder_paths.set_input_directory(str(folder))
-    try:
+    with input_directory(tmp_path_factory.mktemp("fuzz_input")) as folder:
         yield folder
-    finally:
-        folder_paths.set_input_directory(previous)
 
 
 def run_node(input_dir, name, data, operator_name, noise_model):
