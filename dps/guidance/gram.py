@@ -26,7 +26,8 @@ from ..operators.inpainting import _Masking
 from .cg import conjugate_gradients
 
 
-def _real(t: torch.Tensor) -> torch.Tensor:
+def as_real(t: torch.Tensor) -> torch.Tensor:
+    """Complex tensors (k-space) as real pairs, real ones as they are."""
     return torch.view_as_real(t) if t.is_complex() else t
 
 
@@ -104,12 +105,12 @@ def solve(operator, b: torch.Tensor, *, scale: torch.Tensor, noise_variance: tor
 
 
 def _conjugate_gradient_solve(operator, b, a, s, max_iterations, tolerance) -> torch.Tensor:
-    real_b = _real(b)
+    real_b = as_real(b)
     a_real = a.reshape(-1, *([1] * (real_b.ndim - 1)))
 
     def apply(z: torch.Tensor) -> torch.Tensor:
         zb = _like(z, b)
-        return a_real * _real(operator.forward(operator.adjoint(zb))) + s * z
+        return a_real * as_real(operator.forward(operator.adjoint(zb))) + s * z
 
     v, _ = conjugate_gradients(apply, real_b, max_iterations=max_iterations, tolerance=tolerance)
     return _like(v, b)

@@ -30,10 +30,6 @@ from .core import at_least_float32, corrected, per_sample, posterior_scale, prio
 from .likelihood import RENDER_SCALE
 
 
-def _real(t: torch.Tensor) -> torch.Tensor:
-    return torch.view_as_real(t) if t.is_complex() else t
-
-
 def pigdm_guidance(*, x, sigma, alpha, denoise, render, measurement, strength, trace=None) -> torch.Tensor:
     with torch.inference_mode(False), torch.enable_grad():
         x_in = x.detach().clone().requires_grad_(True)
@@ -45,9 +41,9 @@ def pigdm_guidance(*, x, sigma, alpha, denoise, render, measurement, strength, t
                                                          at_least_float32(alpha).reshape(-1))
         weights = gram.solve(measurement.operator, fixed, scale=scale, noise_variance=noise_variance)
         # d/dx of <residual, v> with v held fixed is -J^T A^T v: the gradient of -log p(y | x_t).
-        inner = (_real(residual) * _real(weights)).reshape(residual.shape[0], -1).sum(dim=1)
+        inner = (gram.as_real(residual) * gram.as_real(weights)).reshape(residual.shape[0], -1).sum(dim=1)
         (gradient,) = torch.autograd.grad(inner.sum(), x_in)
-    whitened = _real(fixed) / noise_variance.sqrt()
+    whitened = gram.as_real(fixed) / noise_variance.sqrt()
     normalized = (whitened.square().reshape(fixed.shape[0], -1).sum(dim=1) / measurement.num_elements).sqrt()
     correction = strength * per_sample(posterior_scale(sigma, alpha), x) * at_least_float32(gradient)
     return corrected(denoised, correction, sigma=sigma, residual=normalized, trace=trace)
