@@ -14,7 +14,6 @@ from comfy_api.latest import io
 from ..dps.guidance import METHODS
 from . import types
 from .guidance_patch import guided_model
-from .renderer import Renderer
 from .size_check import check_sizes
 from .residual_plot import residual_plot
 
@@ -85,17 +84,18 @@ def sample_with_progress(model, seed, steps, cfg, sampler_name, scheduler, posit
     return out
 
 
-def final_residuals(model, vae, measurement, samples: torch.Tensor) -> list[float]:
-    """Each sample's residual against the measurement, in units of the expected noise level."""
-    renderer = Renderer(model, vae)
+def final_residuals(patch, samples: torch.Tensor) -> list[float]:
+    """Each sample's residual against the patch's measurement, in units of the expected noise level,
+    rendered as the guidance rendered it."""
+    renderer = patch.renderer
     with torch.inference_mode(False), torch.no_grad():
-        latent = model.model.process_latent_in(samples.to(comfy.model_management.intermediate_device()).float())
-        if vae is not None:
-            comfy.model_management.load_models_gpu([vae.patcher])
-            latent = latent.to(vae.device)
+        latent = renderer.base_model.process_latent_in(samples.to(comfy.model_management.intermediate_device()).float())
+        if renderer.vae is not None:
+            comfy.model_management.load_models_gpu([renderer.vae_patcher])
+            latent = latent.to(renderer.vae.device)
         image = renderer(latent)
-        meas = measurement.to(image.device)
-        return [float(v) for v in meas.normalized_residual(image.clamp(0, 1)).cpu()]
+        measurement = patch.measurement_on(image.device, image.dtype)
+        return [float(v) for v in measurement.normalized_residual(image.clamp(0, 1)).cpu()]
 
 
 class DPSKSampler(io.ComfyNode):
@@ -140,11 +140,11 @@ class DPSKSampler(io.ComfyNode):
     @classmethod
     def execute(cls, model, seed, steps, cfg, sampler_name, scheduler, positive, negative, latent_image,
                 denoise, measurement, guidance_strength, guidance_mode, vae=None) -> io.NodeOutput:
-        check_sizes(measurement, Renderer(model, vae).scale, latent_image["samples"].shape)
         patched, patch = guided_model(model, measurement, guidance_mode, guidance_strength, vae)
+        check_sizes(measurement, patch.renderer.scale, latent_image["samples"].shape)  # before sampling starts
         out = sample_with_progress(patched, seed, steps, cfg, sampler_name, scheduler, positive, negative,
                                    latent_image, denoise)
-        final = final_residuals(model, vae, measurement, out["samples"])
+        final = final_residuals(patch, out["samples"])
         plot = residual_plot(patch.trace.residuals, final)
         report = "\n".join(
             f"sample {i}: residual = {value:.3f} x noise level ({'explains' if value <= 1.25 else 'does not yet explain'} "
