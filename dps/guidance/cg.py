@@ -3,7 +3,8 @@
 Solves M v = b where `apply(z)` computes M z for a batch [B, ...] of real tensors; every sample
 has its own step sizes and stops on its own (its relative residual ||b - M v|| / ||b|| below
 `tolerance`), all stop at `max_iterations`. Used by the Gram solves of `pigdm` (gram.py) for
-operators without a closed form (bicubic super-resolution, padded blur, compositions).
+operators without a closed form (bicubic super-resolution, padded blur, compositions), and, with a
+preconditioner (an approximate inverse of M, also symmetric positive definite), by `moment`.
 """
 
 from __future__ import annotations
@@ -28,17 +29,28 @@ def _dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return (a * b).reshape(a.shape[0], -1).sum(dim=1).reshape(-1, *([1] * (a.ndim - 1)))
 
 
+def _ratio(num: torch.Tensor, den: torch.Tensor, where: torch.Tensor) -> torch.Tensor:
+    """num / den where `where` and den > 0, else 0 (converged samples, vanishing curvature)."""
+    ok = where & (den > 0)
+    return torch.where(ok, num / torch.where(ok, den, torch.ones_like(den)), torch.zeros_like(num))
+
+
 def conjugate_gradients(apply: Callable[[torch.Tensor], torch.Tensor], b: torch.Tensor, *,
-                        max_iterations: int | None = None, tolerance: float | None = None
+                        max_iterations: int | None = None, tolerance: float | None = None,
+                        precondition: Callable[[torch.Tensor], torch.Tensor] | None = None
                         ) -> tuple[torch.Tensor, int]:
     """(v, iterations run) with M v ~ b for each sample of the real batch b [B, ...];
-    `max_iterations` and `tolerance` default to MAX_ITERATIONS and TOLERANCE."""
+    `max_iterations` and `tolerance` default to MAX_ITERATIONS and TOLERANCE. `precondition(r)`
+    applies an approximate inverse of M (default: none)."""
     max_iterations = MAX_ITERATIONS if max_iterations is None else max_iterations
     tolerance = TOLERANCE if tolerance is None else tolerance
+    precondition = precondition or (lambda r: r)
     v = torch.zeros_like(b)
     r = b.clone()
-    p = r.clone()
+    z = precondition(r)
+    p = z.clone()
     rr = _dot(r, r)
+    rz = _dot(r, z)
     target = (tolerance**2) * rr
     iterations = 0
     for _ in range(max_iterations):
@@ -47,14 +59,13 @@ def conjugate_gradients(apply: Callable[[torch.Tensor], torch.Tensor], b: torch.
             break
         iterations += 1
         mp = apply(p)
-        pmp = _dot(p, mp)
-        # Converged samples (and any with a vanishing curvature) take no step.
-        step = torch.where(active & (pmp > 0), rr / torch.where(pmp > 0, pmp, torch.ones_like(pmp)),
-                           torch.zeros_like(rr))
+        step = _ratio(rz, _dot(p, mp), active)
         v = v + step * p
         r = r - step * mp
-        rr_new = _dot(r, r)
-        beta = torch.where(active, rr_new / torch.where(rr > 0, rr, torch.ones_like(rr)), torch.zeros_like(rr))
-        p = r + beta * p
-        rr = torch.where(active, rr_new, rr)
+        z = precondition(r)
+        rz_new = _dot(r, z)
+        beta = _ratio(rz_new, rz, active)
+        p = z + beta * p
+        rr = torch.where(active, _dot(r, r), rr)
+        rz = torch.where(active, rz_new, rz)
     return v, iterations
