@@ -16,7 +16,7 @@ def test_the_extension_lists_every_node_once_under_the_dps_categories():
     nodes = asyncio.run(asyncio.run(comfy_entrypoint()).get_node_list())
     schemas = [node.define_schema() for node in nodes]
     ids = [schema.node_id for schema in schemas]
-    assert len(ids) == len(set(ids)) == 18
+    assert len(ids) == len(set(ids)) == 19
     assert all(node_id.startswith("DPS") for node_id in ids)
     assert all(schema.category.startswith("DPS/") and schema.description for schema in schemas)
 
