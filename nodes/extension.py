@@ -3,6 +3,7 @@
 from comfy_api.latest import ComfyExtension, io
 
 from . import operator_nodes, measurement_nodes, load_measurement_node, sampling_nodes, demo_prior_node, example_image_node
+from . import daps_sampler_node
 
 
 class DPSExtension(ComfyExtension):
@@ -13,6 +14,7 @@ class DPSExtension(ComfyExtension):
             *load_measurement_node.NODES,
             *sampling_nodes.NODES,
             *demo_prior_node.NODES,
+            *daps_sampler_node.NODES,
             *example_image_node.NODES,
         ]
 
