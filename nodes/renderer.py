@@ -10,6 +10,7 @@ from __future__ import annotations
 import torch
 
 from ..dps.guidance import at_least_float32
+from ..dps.guidance.core import PixelRenderer
 from .dynamic_vram import non_dynamic
 from .inference_mode import autograd_ready
 
@@ -25,6 +26,12 @@ class Renderer:
         # whose module is the one to call (today's ComfyUI: vae.patcher.model is vae.first_stage_model).
         self.vae_patcher = None if vae is None else non_dynamic(vae.patcher, "vae")
         self.autoencoder = None if vae is None else self.vae_patcher.model
+        self._pixels = PixelRenderer()
+
+    @property
+    def affine(self) -> bool:
+        """Pixel models render by (x + 1) / 2 (see dps.guidance.core.Renderer)."""
+        return self.vae is None
 
     @property
     def scale(self) -> int:
@@ -33,7 +40,7 @@ class Renderer:
 
     def __call__(self, latent: torch.Tensor) -> torch.Tensor:
         if self.vae is None:
-            return (at_least_float32(latent) + 1) / 2
+            return self._pixels(latent)
         vae_latent = self.base_model.process_latent_out(latent).to(self.vae.device, self.vae.vae_dtype)
         decoded = self.autoencoder.decode(vae_latent)
         if decoded.ndim != 4:
@@ -44,7 +51,7 @@ class Renderer:
         """The model-space latent of an image in [0, 1] (the VAE encoder's mode for latent models),
         at least float32, on the VAE's device."""
         if self.vae is None:
-            return at_least_float32(image) * 2 - 1
+            return self._pixels.encode(image)
         encoder = self.autoencoder
         if not hasattr(encoder, "encode"):
             raise ValueError("vae: this VAE has no encoder, so a latent cannot be made from an image")

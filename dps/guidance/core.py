@@ -30,11 +30,26 @@ Denoiser = Callable[[torch.Tensor], torch.Tensor]
 
 class Renderer(Protocol):
     """Model space <-> the image in [0, 1] that the operator sees: through the VAE for latent
-    models, (x + 1) / 2 for pixel models. `encode` is its (approximate) inverse."""
+    models, (x + 1) / 2 for pixel models. `encode` is its (approximate) inverse; `affine` says
+    that rendering is (x + 1) / 2 itself, so `encode` inverts it exactly and its Jacobian is I / 2."""
+
+    affine: bool
 
     def __call__(self, latent: torch.Tensor) -> torch.Tensor: ...
 
     def encode(self, image: torch.Tensor) -> torch.Tensor: ...
+
+
+class PixelRenderer:
+    """The renderer of pixel models: x in [-1, 1] <-> (x + 1) / 2 in [0, 1]."""
+
+    affine = True
+
+    def __call__(self, latent: torch.Tensor) -> torch.Tensor:
+        return (at_least_float32(latent) + 1) / 2
+
+    def encode(self, image: torch.Tensor) -> torch.Tensor:
+        return at_least_float32(image) * 2 - 1
 
 
 @dataclass

@@ -31,6 +31,13 @@ def as_real(t: torch.Tensor) -> torch.Tensor:
     return torch.view_as_real(t) if t.is_complex() else t
 
 
+def noise_variance(measurement, like: torch.Tensor) -> torch.Tensor:
+    """Sigma_y for `solve`: the measurement's noise variance per element (0-d for Gaussian noise)
+    on `like`'s device, real, for a residual `like` in the measurement's layout."""
+    y = measurement.y.to(device=like.device, dtype=like.dtype)
+    return measurement.noise.std(y).square()
+
+
 def _like(real: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     return torch.view_as_complex(real.contiguous()) if like.is_complex() else real
 

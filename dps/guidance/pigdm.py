@@ -36,7 +36,7 @@ def pigdm_guidance(*, x, sigma, alpha, denoise, render, measurement, strength, t
         denoised = denoise(x_in)
         residual = measurement.residual(at_least_float32(render(denoised)))
         fixed = residual.detach()
-        noise_variance = measurement.noise.std(measurement.y.to(device=fixed.device, dtype=fixed.dtype)).square()
+        noise_variance = gram.noise_variance(measurement, fixed)
         scale = RENDER_SCALE**2 * prior_covariance_scale(at_least_float32(sigma).reshape(-1),
                                                          at_least_float32(alpha).reshape(-1))
         weights = gram.solve(measurement.operator, fixed, scale=scale, noise_variance=noise_variance)

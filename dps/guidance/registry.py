@@ -10,7 +10,8 @@ x_t = alpha x0 + sigma eps ([B]), denoise the model's denoiser (differentiable w
 says `through_model`), render the model-space -> image map (with `encode` back), measurement a
 `dps.measurement.Measurement`, strength the user's guidance strength and trace a GuidanceTrace
 (or None). It returns the posterior denoised estimate, shaped and typed like D(x_t); methods end
-with `core.corrected` so that all share one trace, bound and dtype rule.
+with `core.corrected` so that all share one trace, bound and dtype rule. A method with an inner
+iteration (`inner_steps` names what it counts) also takes `steps=` (None: its own default).
 """
 
 from __future__ import annotations
@@ -20,7 +21,9 @@ from typing import Callable
 
 from .dps import dps_guidance
 from .fast import fast_guidance
+from .moment import moment_guidance
 from .pigdm import pigdm_guidance
+from .proximal import proximal_guidance
 
 
 @dataclass(frozen=True)
@@ -34,12 +37,20 @@ class GuidanceMethod:
     needs_linear: bool
     #: One line for the node's tooltip: what it does and when to pick it.
     description: str
+    #: What the method's `steps=` argument counts, or None when it has no inner iteration.
+    inner_steps: str | None = None
 
     def check(self, measurement) -> None:
         """ValueError naming the guidance mode when the measurement's operator does not suit it."""
         if self.needs_linear and not measurement.operator.is_linear:
             raise ValueError(f"guidance_mode: {self.name!r} needs a linear operator, but "
                              f"{measurement.operator.name} is not linear; use 'dps' or 'fast'")
+
+    def call(self, steps: int | None = None, **arguments):
+        """The method on keyword `arguments`, with `steps` passed on only to methods that iterate."""
+        if self.inner_steps is not None and steps is not None:
+            return self.function(steps=steps, **arguments)
+        return self.function(**arguments)
 
 
 METHODS: dict[str, GuidanceMethod] = {m.name: m for m in [
@@ -64,6 +75,22 @@ METHODS: dict[str, GuidanceMethod] = {m.name: m for m in [
                     "checks its samples spread like the true posterior (dps's are too tight) but sit further from "
                     "its mean in inpainting and blur. A step costs a dps step plus a linear solve (iterative for "
                     "bicubic super-resolution, padded blur and compositions).",
+    ),
+    GuidanceMethod(
+        "proximal", proximal_guidance, through_model=False, needs_linear=True,
+        description="proximal data consistency (DiffPIR): the clean estimate is replaced by the image closest "
+                    "to it that explains the measurement, solved exactly; no backward pass through the diffusion "
+                    "model, so a step costs about a plain step (pixel models) or a plain step plus a few decoder "
+                    "passes (latent models: solver_steps gradient steps, default 3). Linear operators only; "
+                    "strength 1 is calibrated.",
+        inner_steps="gradient steps on the latent through the VAE decoder (latent models)",
+    ),
+    GuidanceMethod(
+        "moment", moment_guidance, through_model=True, needs_linear=True,
+        description="moment matching: the estimate's own covariance (from the model's Jacobian) weighs the "
+                    "misfit, exact for Gaussian priors. The most accurate on linear problems and the slowest: a "
+                    "step costs a dps step plus one backward pass per solver iteration (solver_steps, default 8).",
+        inner_steps="conjugate-gradient iterations, each a backward pass through the model",
     ),
 ]}
 

@@ -43,7 +43,7 @@ def test_method_matches_its_formula_per_sample(name, monkeypatch):
     alpha = torch.tensor([1.0, 1.0], dtype=torch.float64)
     trace = GuidanceTrace()
     guided = METHODS[name].function(x=x, sigma=sigma, alpha=alpha, denoise=lambda z: SHRINK * z,
-                                    render=lambda d: (d + 1) / 2, measurement=measurement, strength=1.0, trace=trace)
+                                    render=core.PixelRenderer(), measurement=measurement, strength=1.0, trace=trace)
     factor = sigma**2 / alpha if name == "dps" else sigma**2 / (alpha**2 + sigma**2)
     torch.testing.assert_close(guided, expected(x, measurement, mask, sigma, alpha, factor, name == "dps"),
                                rtol=1e-10, atol=1e-12)
@@ -57,7 +57,7 @@ def test_strength_scales_the_correction_and_zero_strength_returns_the_denoiser(n
 
     def run(strength):
         return METHODS[name].function(x=x, sigma=sigma, alpha=alpha, denoise=lambda z: SHRINK * z,
-                                      render=lambda d: (d + 1) / 2, measurement=measurement, strength=strength)
+                                      render=core.PixelRenderer(), measurement=measurement, strength=strength)
 
     torch.testing.assert_close(run(0.0), SHRINK * x)
     torch.testing.assert_close(run(2.0) - SHRINK * x, 2 * (run(1.0) - SHRINK * x), rtol=1e-10, atol=1e-12)
@@ -67,7 +67,7 @@ def test_each_sample_is_independent_of_its_batch_mates():
     measurement, _, x = problem(batch=3)
     sigma, alpha = torch.tensor([1.0]), torch.tensor([1.0])
     for name, guidance in METHODS.items():
-        kwargs = dict(sigma=sigma, alpha=alpha, denoise=lambda z: SHRINK * z, render=lambda d: (d + 1) / 2,
+        kwargs = dict(sigma=sigma, alpha=alpha, denoise=lambda z: SHRINK * z, render=core.PixelRenderer(),
                       measurement=measurement, strength=1.0)
         together = guidance.function(x=x, **kwargs)
         alone = guidance.function(x=x[1:2], **kwargs)
@@ -78,6 +78,6 @@ def test_dps_gives_no_correction_where_alpha_vanishes():
     """Flow models at sigma = 1: x_t holds nothing of x0, Tweedie's factor is taken as 0."""
     measurement, _, x = problem()
     guided = METHODS["dps"].function(x=x, sigma=torch.tensor([1.0]), alpha=torch.tensor([0.0]),
-                                     denoise=lambda z: SHRINK * z, render=lambda d: (d + 1) / 2,
+                                     denoise=lambda z: SHRINK * z, render=core.PixelRenderer(),
                                      measurement=measurement, strength=1.0)
     torch.testing.assert_close(guided, SHRINK * x)

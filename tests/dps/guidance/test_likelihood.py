@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from comfyui_dps.dps.guidance.core import posterior_scale, prior_covariance_scale
+from comfyui_dps.dps.guidance.core import PixelRenderer, posterior_scale, prior_covariance_scale
 from comfyui_dps.dps.guidance.dps import dps_guidance
 from comfyui_dps.dps.guidance.likelihood import RENDER_SCALE, likelihood_loss, plug_in_variance, variance_bound
 from comfyui_dps.dps.measurement import Measurement, simulate
@@ -46,7 +46,7 @@ def test_late_in_sampling_a_sample_far_from_y_gets_the_bounded_likelihood_gradie
     x = torch.zeros(1, 3, 8, 8, dtype=torch.float64)  # renders to 0.5 everywhere: far from y
     sigma, alpha = torch.tensor([0.05], dtype=torch.float64), torch.ones(1, dtype=torch.float64)
 
-    guided = dps_guidance(x=x, sigma=sigma, alpha=alpha, denoise=lambda z: z, render=lambda d: (d + 1) / 2,
+    guided = dps_guidance(x=x, sigma=sigma, alpha=alpha, denoise=lambda z: z, render=PixelRenderer(),
                           measurement=measurement, strength=1.0)
 
     bound = 1 + RENDER_SCALE**2 * prior_covariance_scale(sigma, alpha) / 0.05**2

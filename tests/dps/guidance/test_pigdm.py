@@ -63,7 +63,7 @@ def expected(x, measurement, sigma, alpha, strength):
 
 
 def run(measurement, x, sigma, alpha, strength=1.0, trace=None):
-    return PIGDM(x=x, sigma=sigma, alpha=alpha, denoise=lambda z: SHRINK * z, render=lambda d: (d + 1) / 2,
+    return PIGDM(x=x, sigma=sigma, alpha=alpha, denoise=lambda z: SHRINK * z, render=core.PixelRenderer(),
                  measurement=measurement, strength=strength, trace=trace)
 
 
@@ -112,7 +112,7 @@ def test_pigdm_gives_no_correction_where_alpha_vanishes_and_at_strength_zero():
 def test_pigdm_keeps_the_denoisers_dtype():
     measurement, x = problem(Inpainting(torch.zeros(4, 4)))
     guided = PIGDM(x=x.half(), sigma=torch.tensor([0.5]), alpha=torch.tensor([1.0]),
-                   denoise=lambda z: SHRINK * z, render=lambda d: (d.float() + 1) / 2,
+                   denoise=lambda z: SHRINK * z, render=core.PixelRenderer(),
                    measurement=measurement.to(dtype=torch.float32), strength=1.0)
     assert guided.dtype == torch.float16 and torch.isfinite(guided).all()
 

@@ -19,7 +19,10 @@ def test_every_method_takes_the_keyword_arguments_only(name):
     entry = METHODS[name]
     assert entry.name == name and entry.description and not entry.description.endswith(" ")
     parameters = inspect.signature(entry.function).parameters
-    assert set(parameters) == KEYWORDS
+    # Methods with an inner iteration take `steps` too, defaulting to their own count.
+    assert set(parameters) == KEYWORDS | ({"steps"} if entry.inner_steps else set())
+    if entry.inner_steps:
+        assert parameters["steps"].default is None
     assert all(p.kind is inspect.Parameter.KEYWORD_ONLY for p in parameters.values())
     assert parameters["trace"].default is None
 
@@ -28,6 +31,25 @@ def test_the_flags_say_what_each_method_differentiates():
     assert METHODS["dps"].through_model and not METHODS["fast"].through_model
     assert not METHODS["dps"].needs_linear and not METHODS["fast"].needs_linear
     assert METHODS["pigdm"].through_model and METHODS["pigdm"].needs_linear
+    assert not METHODS["proximal"].through_model and METHODS["proximal"].needs_linear
+    assert METHODS["moment"].through_model and METHODS["moment"].needs_linear
+
+
+def test_steps_reach_only_the_methods_that_iterate():
+    seen = []
+
+    def iterating(*, steps=None, **arguments):
+        seen.append(steps)
+
+    def plain(**arguments):
+        seen.append("plain")
+
+    GuidanceMethod("it", iterating, through_model=False, needs_linear=False, description="test",
+                   inner_steps="inner iterations").call(steps=5, x=1)
+    GuidanceMethod("it", iterating, through_model=False, needs_linear=False, description="test",
+                   inner_steps="inner iterations").call(x=1)
+    GuidanceMethod("plain", plain, through_model=False, needs_linear=False, description="test").call(steps=5, x=1)
+    assert seen == [5, None, "plain"]
 
 
 def test_an_unknown_name_is_a_clear_error():

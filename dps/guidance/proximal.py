@@ -1,0 +1,107 @@
+"""`proximal`: data consistency by a proximal step on the denoised estimate (DiffPIR, Zhu et al.,
+CVPRW 2023; half-quadratic splitting). No backward pass through the diffusion model.
+
+The denoised estimate is replaced by the solution of
+
+    argmin_u ||y - A u||^2_{Sigma_y^-1} + ||u - u0||^2 / (lambda r_t^2 c^2),   u0 = render(D(x_t)),
+
+in image space, with r_t^2 = sigma_t^2 / (alpha_t^2 + sigma_t^2) the variance of x0 given x_t for a
+prior of unit variance per model-space element, c = likelihood.RENDER_SCALE that spread seen
+through the renderer, and lambda = strength (1 is the calibrated value: for a Gaussian prior of
+covariance r_t^2 I around D(x_t) the solution is the exact posterior mean). For a linear operator
+it has the closed form
+
+    u = u0 + a A^T (a A A^T + Sigma_y)^{-1} (y - A u0),    a = lambda r_t^2 c^2,
+
+with the same system as pigdm's, solved exactly where the operator allows it (gram.py). Pixel
+models map u back exactly (encode). Latent models have no exact inverse of the decoder: a few
+gradient steps on the latent z, from D(x_t), fit render(z) to u, each with the step size that
+minimises the fit along the gradient for the decoder linearised at z (its curvature measured by a
+finite difference of the decoder). Cost per step: one denoiser call (as plain sampling) plus, for
+latent models, one decoder pass and `steps` x (decoder forward + backward + forward).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from . import gram
+from .core import at_least_float32, corrected, prior_covariance_scale
+from .likelihood import RENDER_SCALE
+
+#: Gradient steps on the latent for latent models: the fit's error falls by a large factor with
+#: each exact line-search step while the decoder is close to linear around D(x_t).
+LATENT_STEPS = 3
+#: RMS size, in latent units (about unit variance), of the finite-difference probe of the decoder's
+#: curvature: large enough to stay above half-precision rounding, small enough to stay local.
+PROBE_SIZE = 1e-2
+
+
+def _per_sample_sum(t: torch.Tensor) -> torch.Tensor:
+    return t.reshape(t.shape[0], -1).sum(dim=1).reshape(-1, *([1] * (t.ndim - 1)))
+
+
+def data_consistent_image(measurement, u0: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
+    """u = u0 + a A^T (a A A^T + Sigma_y)^{-1} (y - A u0) per sample (a [B]), no graph."""
+    with torch.no_grad():
+        residual = measurement.residual(u0)
+        noise_variance = gram.noise_variance(measurement, residual)
+        weights = gram.solve(measurement.operator, residual, scale=a, noise_variance=noise_variance)
+        update = measurement.operator.adjoint(weights)
+        return u0 + a.to(u0.dtype).reshape(-1, *([1] * (u0.ndim - 1))) * update.to(u0.dtype)
+
+
+def _rendered_with_graph(render, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(z as a leaf that requires grad, render(z) with its graph)."""
+    with torch.inference_mode(False), torch.enable_grad():
+        z_in = z.detach().clone().requires_grad_(True)
+        return z_in, render(z_in)
+
+
+def fit_latent(render, z_in: torch.Tensor, image: torch.Tensor, target: torch.Tensor, steps: int) -> torch.Tensor:
+    """A latent z near z_in with render(z) ~ target: `steps` steepest-descent steps on
+    ||render(z) - target||^2 / 2 from z_in (whose rendering, with its graph, is `image`), each
+    sample with its own exact line-search step."""
+    dtype = z_in.dtype
+    z = at_least_float32(z_in.detach())
+    for step in range(steps):
+        if step > 0:
+            z_in, image = _rendered_with_graph(render, z.to(dtype))
+        with torch.inference_mode(False), torch.enable_grad():
+            (gradient,) = torch.autograd.grad((image - target).square().sum() / 2, z_in)
+        gradient = at_least_float32(gradient)
+        with torch.no_grad():
+            size = _per_sample_sum(gradient.square()).sqrt()
+            epsilon = PROBE_SIZE * gradient[0].numel() ** 0.5 / size.clamp(min=1e-30)
+            # J g ~ (render(z + eps g) - render(z)) / eps: the decoder's response along the gradient.
+            response = (render((z + epsilon * gradient).to(dtype)) - image.detach()) / epsilon
+            curvature = _per_sample_sum(response.square())
+            length = torch.where(curvature > 0, size.square() / curvature.clamp(min=1e-30),
+                                 torch.zeros_like(curvature))
+            z = z - length * gradient
+    return z.to(dtype)
+
+
+def proximal_guidance(*, x, sigma, alpha, denoise, render, measurement, strength, trace=None,
+                      steps: int | None = None) -> torch.Tensor:
+    steps = LATENT_STEPS if steps is None else steps
+    with torch.no_grad():
+        denoised = denoise(x).detach()
+    if render.affine:
+        z_in, image = None, None
+        with torch.no_grad():
+            u0 = at_least_float32(render(denoised))
+    else:
+        # The first fitting step differentiates this same decoder pass.
+        z_in, image = _rendered_with_graph(render, denoised)
+        u0 = at_least_float32(image.detach())
+    r2 = prior_covariance_scale(at_least_float32(sigma).reshape(-1), at_least_float32(alpha).reshape(-1))
+    target = data_consistent_image(measurement, u0, strength * RENDER_SCALE**2 * r2)
+    with torch.no_grad():
+        residual = measurement.normalized_residual(u0)
+        if render.affine:
+            proximal = render.encode(target)
+    if not render.affine:
+        proximal = fit_latent(render, z_in, image, target, steps)
+    correction = at_least_float32(denoised) - at_least_float32(proximal).to(denoised.device)
+    return corrected(denoised, correction, sigma=sigma, residual=residual, trace=trace)
