@@ -83,7 +83,7 @@ class DPSLoadMeasurement(io.ComfyNode):
         files = list_measurement_files(input_folder())
         return io.Schema(
             node_id="DPSLoadMeasurement",
-            display_name="Load Measurement",
+            display_name="DPS Load Measurement",
             category=CATEGORY,
             description="Loads a measurement from a file in the input folder: a picture (turned into y by the "
                         "operator, as Measurement does) or an array taken as y directly (e.g. complex MRI k-space "

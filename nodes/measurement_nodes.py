@@ -118,7 +118,7 @@ class DPSMeasurement(io.ComfyNode):
     def define_schema(cls) -> io.Schema:
         return io.Schema(
             node_id="DPSMeasurement",
-            display_name="Measurement",
+            display_name="DPS Measurement",
             category=CATEGORY,
             description="Turns an observed picture (the degraded photo you want to restore) into a measurement: "
                         "the picture, the operator that degraded it and the noise model. The picture is taken "
@@ -146,7 +146,7 @@ class DPSSimulateMeasurement(io.ComfyNode):
     def define_schema(cls) -> io.Schema:
         return io.Schema(
             node_id="DPSSimulateMeasurement",
-            display_name="Simulate Measurement",
+            display_name="DPS Simulate Measurement",
             category=CATEGORY,
             description="Degrades a clean image with an operator and noise, to try DPS on a known ground truth: "
                         "y = noise(A(image)). Also gives a viewable picture of y.",
@@ -162,8 +162,9 @@ class DPSSimulateMeasurement(io.ComfyNode):
                 measurement_output("The simulated observation with its operator and noise model; it explains "
                                    "images of the input image's size."),
                 io.Image.Output(display_name="degraded",
-                                tooltip="The noisy measurement as a picture, for Preview Image (e.g. the blurred "
-                                        "or shrunk image, or the log-magnitude of k-space)."),
+                                tooltip="The noisy measurement as a picture at the size of the image it explains, "
+                                        "for Preview Image (e.g. the blurred image, the shrunk image enlarged by "
+                                        "repeating its pixels, or the log-magnitude of k-space)."),
             ],
         )
 
@@ -171,7 +172,19 @@ class DPSSimulateMeasurement(io.ComfyNode):
     def execute(cls, image, operator, noise_model, noise_level, seed) -> io.NodeOutput:
         x = to_engine(image, "image")
         measurement = simulate(x, operator, make_noise(noise_model, noise_level), seed)
-        return io.NodeOutput(measurement, to_comfy(operator.measurement_to_image(measurement.y)))
+        picture = at_image_size(operator.measurement_to_image(measurement.y), measurement.image_size)
+        return io.NodeOutput(measurement, to_comfy(picture))
+
+
+def at_image_size(picture: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """A measurement picture [B, C, h, w] enlarged by pixel repetition (nearest neighbour) to the image
+    size (H, W) it explains, when H and W are whole multiples of h and w: a 4x super-resolution
+    measurement previews at the size of the result instead of as a thumbnail. Otherwise unchanged."""
+    height, width = size
+    h, w = picture.shape[-2:]
+    if (h, w) == (height, width) or height % h or width % w:
+        return picture
+    return picture.repeat_interleave(height // h, dim=-2).repeat_interleave(width // w, dim=-1)
 
 
 def describe(measurement: Measurement) -> str:
@@ -189,7 +202,7 @@ class DPSMeasurementInfo(io.ComfyNode):
     def define_schema(cls) -> io.Schema:
         return io.Schema(
             node_id="DPSMeasurementInfo",
-            display_name="Measurement Info",
+            display_name="DPS Measurement Info",
             category=CATEGORY,
             description="Describes a measurement (operator, noise, shape of y) and gives the width and height of "
                         "the image it explains, e.g. to size an Empty Latent Image by hand.",

@@ -47,7 +47,7 @@ class DPSInpaintingOperator(io.ComfyNode):
     def define_schema(cls) -> io.Schema:
         return io.Schema(
             node_id="DPSInpaintingOperator",
-            display_name="Inpainting Operator",
+            display_name="DPS Inpainting Operator",
             category=CATEGORY,
             description="Inpainting with a fixed mask: the measurement is the image with the masked pixels "
                         "removed. The mask follows ComfyUI's convention (white = 1 = missing, to be generated), "
@@ -70,7 +70,7 @@ class DPSRandomInpaintingOperator(io.ComfyNode):
     def define_schema(cls) -> io.Schema:
         return io.Schema(
             node_id="DPSRandomInpaintingOperator",
-            display_name="Random Inpainting Operator",
+            display_name="DPS Random Inpainting Operator",
             category=CATEGORY,
             description="Inpainting with randomly scattered missing pixels (all channels of a pixel together), "
                         "as in the DPS paper's random-inpainting task. The mask depends only on the seed and the "
@@ -93,7 +93,7 @@ class DPSSuperResolutionOperator(io.ComfyNode):
     def define_schema(cls) -> io.Schema:
         return io.Schema(
             node_id="DPSSuperResolutionOperator",
-            display_name="Super-Resolution Operator",
+            display_name="DPS Super-Resolution Operator",
             category=CATEGORY,
             description="Super-resolution: the measurement is the image shrunk by an integer factor. A low-resolution "
                         "picture fed to Measurement explains an image 'scale_factor' times larger.",
@@ -127,7 +127,7 @@ class DPSGaussianBlurOperator(io.ComfyNode):
     def define_schema(cls) -> io.Schema:
         return io.Schema(
             node_id="DPSGaussianBlurOperator",
-            display_name="Gaussian Blur Operator",
+            display_name="DPS Gaussian Blur Operator",
             category=CATEGORY,
             description="Deblurring: the measurement is the image blurred by a Gaussian (the DPS paper used a 61x61 "
                         "kernel with sigma 3.0). Borders are extended by reflection.",
@@ -151,7 +151,7 @@ class DPSMotionBlurOperator(io.ComfyNode):
     def define_schema(cls) -> io.Schema:
         return io.Schema(
             node_id="DPSMotionBlurOperator",
-            display_name="Motion Blur Operator",
+            display_name="DPS Motion Blur Operator",
             category=CATEGORY,
             description="Deblurring of camera shake: the measurement is the image blurred by a motion kernel, either "
                         "a random camera-shake path drawn from the seed (as in the DPS paper: 61x61, intensity 0.5) "
@@ -194,7 +194,7 @@ class DPSColorizationOperator(io.ComfyNode):
     def define_schema(cls) -> io.Schema:
         return io.Schema(
             node_id="DPSColorizationOperator",
-            display_name="Colorization Operator",
+            display_name="DPS Colorization Operator",
             category=CATEGORY,
             description="Colourisation: the measurement is the grey (luma, ITU-R BT.601) version of a colour image. "
                         "A grey or colour picture fed to Measurement is used as the luma.",
@@ -212,7 +212,7 @@ class DPSFourierUndersamplingOperator(io.ComfyNode):
     def define_schema(cls) -> io.Schema:
         return io.Schema(
             node_id="DPSFourierUndersamplingOperator",
-            display_name="Fourier Undersampling Operator (MRI)",
+            display_name="DPS Fourier Undersampling Operator (MRI)",
             category=CATEGORY,
             description="Accelerated MRI: the measurement is the image's 2-D Fourier transform (k-space, orthonormal, "
                         "centred: frequency 0 in the middle, as fastMRI files store it) with only some columns kept: the central low frequencies "
@@ -240,7 +240,7 @@ class DPSPhaseRetrievalOperator(io.ComfyNode):
     def define_schema(cls) -> io.Schema:
         return io.Schema(
             node_id="DPSPhaseRetrievalOperator",
-            display_name="Phase Retrieval Operator",
+            display_name="DPS Phase Retrieval Operator",
             category=CATEGORY,
             description="Fourier phase retrieval: the measurement is the magnitude of the Fourier transform of the "
                         "zero-padded image, the phase is lost. Non-linear; load its measurements from a file or "
@@ -263,7 +263,7 @@ class DPSComposeOperators(io.ComfyNode):
     def define_schema(cls) -> io.Schema:
         return io.Schema(
             node_id="DPSComposeOperators",
-            display_name="Compose Operators",
+            display_name="DPS Compose Operators",
             category=CATEGORY,
             description="Two degradations in a row: the image goes through 'first', its result through 'second' "
                         "(e.g. first a blur, then super-resolution).",
@@ -284,7 +284,7 @@ class DPSPreviewOperator(io.ComfyNode):
     def define_schema(cls) -> io.Schema:
         return io.Schema(
             node_id="DPSPreviewOperator",
-            display_name="Preview Operator",
+            display_name="DPS Preview Operator",
             category=CATEGORY,
             description="Shows what an operator does to a picture (the noise-free measurement A(image), as a "
                         "viewable picture), to check an operator before sampling. Connect the result to Preview "

@@ -17,12 +17,14 @@ from .guidance_patch import guided_model
 from .size_check import check_sizes
 from .residual_plot import residual_plot
 
-MODE_HELP = "How the measurement steers each step.\n" + "\n".join(
+MODE_HELP = ("Which to pick: dps first; fast when dps is too slow or runs out of memory (large models such as "
+             "Flux or SDXL). How each mode steers every step:\n") + "\n".join(
     f"{guidance.name}: {guidance.description}" for guidance in METHODS.values())
 STRENGTH_HELP = (
-    "Scale of the likelihood term in the posterior denoiser. 1.0 is the statistically calibrated value "
-    "(the residual is normalised per sample), and holds for any step count, sampler and scheduler. "
-    "Raise it (2-10) if results ignore the measurement, lower it if they look over-sharpened or noisy."
+    "Start at 1.0: the calibrated value, for any step count, sampler and scheduler. If the report says a "
+    "result does not explain the measurement (residual well above 1 x noise level), raise it, up to about 3 "
+    "(4 and more can make samples diverge); lower it (e.g. 0.5) if results look noisy or over-sharpened. "
+    "0 ignores the measurement (plain sampling). It scales the likelihood term of the posterior denoiser."
 )
 
 

@@ -184,9 +184,11 @@ def test_simulation_is_the_engine_simulation_and_deterministic_per_seed():
     assert torch.equal(m1.y, reference.y) and torch.equal(m1.y, m2.y) and torch.equal(degraded, degraded2)
     assert not torch.equal(m1.y, m3.y)
     assert m1.image_size == (32, 32) and m1.y.shape == (2, 3, 8, 8)
-    assert degraded.shape == (2, 8, 8, 3) and degraded.dtype == torch.float32
+    # Shown at the size of the image it explains: each measured pixel repeated 4 x 4 (nearest neighbour).
+    assert degraded.shape == (2, 32, 32, 3) and degraded.dtype == torch.float32
     assert float(degraded.min()) >= 0 and float(degraded.max()) <= 1
-    assert torch.equal(degraded, m1.y.clamp(0, 1).permute(0, 2, 3, 1))
+    assert torch.equal(degraded[:, ::4, ::4], m1.y.clamp(0, 1).permute(0, 2, 3, 1))
+    assert torch.equal(degraded[:, 3::4, 3::4], degraded[:, ::4, ::4])
     # The degraded picture is a new tensor: editing it cannot change the measurement.
     with torch.inference_mode():
         degraded.zero_()
