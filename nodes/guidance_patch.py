@@ -29,8 +29,12 @@ class GuidancePatch:
     """The PREDICT_NOISE wrapper. One instance per patched model; it keeps a trace of residuals."""
 
     def __init__(self, model_patcher, measurement, mode: str, strength: float, vae=None,
-                 guidance: GuidanceMethod | None = None):
+                 guidance: GuidanceMethod | None = None, solver_steps: int | None = None):
         self.method = guidance or method(mode)
+        if solver_steps is not None and solver_steps < 0:
+            raise ValueError(f"solver_steps: expected 0 (the mode's default) or more, got {solver_steps}")
+        # 0 asks for the mode's own default (the node's widget default).
+        self.solver_steps = solver_steps or None
         if not (strength >= 0 and strength < float("inf")):
             raise ValueError(f"guidance_strength: expected a finite number >= 0, got {strength}")
         self.method.check(measurement)
@@ -94,18 +98,19 @@ class GuidancePatch:
                 stack.enter_context(checkpointed(policy.model_blocks()))
             if decision.decoder:
                 stack.enter_context(checkpointed(policy.decoder_blocks()))
-            return self.method.function(
-                x=x, sigma=levels.sigma, alpha=levels.alpha, denoise=denoise, render=self.renderer,
+            return self.method.call(
+                steps=self.solver_steps, x=x, sigma=levels.sigma, alpha=levels.alpha, denoise=denoise, render=self.renderer,
                 measurement=self.measurement_on(image_device, image_dtype), strength=self.strength, trace=self.trace,
             )
 
 
 def guided_model(model_patcher, measurement, mode: str, strength: float, vae=None,
-                 guidance: GuidanceMethod | None = None):
+                 guidance: GuidanceMethod | None = None, solver_steps: int | None = None):
     """A clone of `model_patcher` whose sampling follows the posterior; returns (clone, patch).
-    `guidance`, a method not in the registry, replaces `mode` (tests use exact ones)."""
+    `guidance`, a method not in the registry, replaces `mode` (tests use exact ones); `solver_steps`
+    is passed to modes with an inner iteration (None or 0: their default)."""
     model_patcher = non_dynamic(model_patcher, "model")  # see nodes/dynamic_vram.py
-    patch = GuidancePatch(model_patcher, measurement, mode, strength, vae, guidance)
+    patch = GuidancePatch(model_patcher, measurement, mode, strength, vae, guidance, solver_steps)
     patched = model_patcher.clone()
     patched.remove_wrappers_with_key(comfy.patcher_extension.WrappersMP.PREDICT_NOISE, WRAPPER_KEY)
     patched.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.PREDICT_NOISE, WRAPPER_KEY, patch)

@@ -40,6 +40,15 @@ def mode_input():
     return io.Combo.Input("guidance_mode", options=list(METHODS), default="dps", tooltip=MODE_HELP)
 
 
+def solver_steps_input():
+    iterating = "; ".join(f"{m.name}: {m.inner_steps}" for m in METHODS.values() if m.inner_steps)
+    return io.Int.Input(
+        "solver_steps", default=0, min=0, max=1000, optional=True,
+        tooltip=f"Leave at 0 (each mode's default). Inner iterations per sampling step, for the modes that "
+                f"have them ({iterating}); more costs more time per step. Other modes ignore it.",
+    )
+
+
 def vae_input():
     return io.Vae.Input(
         "vae", optional=True,
@@ -60,14 +69,15 @@ class DPSGuidance(io.ComfyNode):
                         "model's denoised estimate at every step.",
             inputs=[
                 io.Model.Input("model", tooltip="The diffusion model to guide (it is cloned, never modified)."),
-                measurement_input(), strength_input(), mode_input(), vae_input(),
+                measurement_input(), strength_input(), mode_input(), vae_input(), solver_steps_input(),
             ],
             outputs=[io.Model.Output(display_name="model", tooltip="The guided model: connect it to any sampler.")],
         )
 
     @classmethod
-    def execute(cls, model, measurement, guidance_strength, guidance_mode, vae=None) -> io.NodeOutput:
-        patched, _ = guided_model(model, measurement, guidance_mode, guidance_strength, vae)
+    def execute(cls, model, measurement, guidance_strength, guidance_mode, vae=None, solver_steps=0) -> io.NodeOutput:
+        patched, _ = guided_model(model, measurement, guidance_mode, guidance_strength, vae,
+                                  solver_steps=solver_steps)
         return io.NodeOutput(patched)
 
 
@@ -128,7 +138,7 @@ class DPSKSampler(io.ComfyNode):
                                                         "measurement's image size ('DPS Empty Latent' makes one)."),
                 io.Float.Input("denoise", default=1.0, min=0.0, max=1.0, step=0.01,
                                tooltip="The amount of denoising applied (1.0 = start from pure noise)."),
-                measurement_input(), strength_input(), mode_input(), vae_input(),
+                measurement_input(), strength_input(), mode_input(), vae_input(), solver_steps_input(),
             ],
             outputs=[
                 io.Latent.Output(display_name="latent", tooltip="The posterior samples."),
@@ -141,8 +151,9 @@ class DPSKSampler(io.ComfyNode):
 
     @classmethod
     def execute(cls, model, seed, steps, cfg, sampler_name, scheduler, positive, negative, latent_image,
-                denoise, measurement, guidance_strength, guidance_mode, vae=None) -> io.NodeOutput:
-        patched, patch = guided_model(model, measurement, guidance_mode, guidance_strength, vae)
+                denoise, measurement, guidance_strength, guidance_mode, vae=None, solver_steps=0) -> io.NodeOutput:
+        patched, patch = guided_model(model, measurement, guidance_mode, guidance_strength, vae,
+                                      solver_steps=solver_steps)
         check_sizes(measurement, patch.renderer.scale, latent_image["samples"].shape)  # before sampling starts
         out = sample_with_progress(patched, seed, steps, cfg, sampler_name, scheduler, positive, negative,
                                    latent_image, denoise)

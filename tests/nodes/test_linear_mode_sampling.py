@@ -1,6 +1,7 @@
-"""`pigdm` through DPS KSampler and DPS Guidance in-process, with ComfyUI's real sampling code and
-tiny models: pixel and latent models, closed-form and conjugate-gradient operators, strength 0
-bit-identical to KSampler, and the refusal of a non-linear operator."""
+"""The modes for linear operators (`pigdm`, `proximal`, `moment`) through DPS KSampler and DPS
+Guidance in-process, with ComfyUI's real sampling code and tiny models: pixel and latent models of
+every family, closed-form and conjugate-gradient operators, solver steps, strength 0 bit-identical
+to KSampler, and the refusal of a non-linear operator."""
 
 import pytest
 import torch
@@ -21,6 +22,8 @@ from comfyui_dps.nodes.sampling_nodes import DPSGuidance, DPSKSampler  # noqa: E
 
 comfy.utils.PROGRESS_BAR_ENABLED = False
 
+MODES = ["pigdm", "proximal", "moment"]
+
 OPERATORS = {
     "random inpainting (diagonal)": lambda: RandomInpainting(0.7, seed=1),
     "average SR (per block)": lambda: SuperResolution(2, "average"),
@@ -39,19 +42,21 @@ def pixel_model():
         return tiny_unet("eps", pixel=True), pixel_space_vae(), tiny_conditioning()
 
 
-def run(model, vae, cond, measurement, latent, strength=1.0, seed=0, sampler="euler_ancestral", steps=3):
+def run(model, vae, cond, measurement, latent, strength=1.0, seed=0, sampler="euler_ancestral", steps=3,
+        mode="pigdm", solver_steps=0):
     with torch.inference_mode():
         return DPSKSampler.execute(model, seed, steps, 1.0, sampler, "normal", cond, cond, latent, 1.0,
-                                   measurement, strength, "pigdm", vae)
+                                   measurement, strength, mode, vae, solver_steps)
 
 
+@pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("name", list(OPERATORS))
-def test_pigdm_samples_a_pixel_model_through_the_node(pixel_model, name):
+def test_each_mode_samples_a_pixel_model_through_the_node(pixel_model, name, mode):
     model, vae, cond = pixel_model
     with torch.inference_mode():
         measurement = simulate(picture(), OPERATORS[name](), GaussianNoise(0.05), seed=3)
     latent = {"samples": torch.zeros(1, 3, 32, 32)}
-    result, plot, report = run(model, vae, cond, measurement, latent).args
+    result, plot, report = run(model, vae, cond, measurement, latent, mode=mode).args
     samples = result["samples"]
     assert samples.shape == (1, 3, 32, 32) and torch.isfinite(samples).all()
     assert report.count("residual =") == 1 and plot.ndim == 4
@@ -62,12 +67,14 @@ def test_pigdm_samples_a_pixel_model_through_the_node(pixel_model, name):
     assert not torch.equal(samples, plain)
 
 
-def test_pigdm_at_strength_zero_is_plain_sampling(pixel_model):
+@pytest.mark.parametrize("mode", MODES)
+def test_each_mode_at_strength_zero_is_plain_sampling(pixel_model, mode):
     model, vae, cond = pixel_model
     with torch.inference_mode():
         measurement = simulate(picture(), SuperResolution(2, "bicubic"), GaussianNoise(0.05), seed=3)
     latent = {"samples": torch.zeros(1, 3, 32, 32)}
-    guided = run(model, vae, cond, measurement, latent, strength=0.0, seed=3, sampler="euler").args[0]["samples"]
+    guided = run(model, vae, cond, measurement, latent, strength=0.0, seed=3, sampler="euler",
+                 mode=mode).args[0]["samples"]
     with torch.inference_mode():
         noise = comfy.sample.prepare_noise(latent["samples"], 3)
         plain = comfy.sample.sample(model, noise, 3, 1.0, "euler", "normal", cond, cond, latent["samples"],
@@ -75,20 +82,43 @@ def test_pigdm_at_strength_zero_is_plain_sampling(pixel_model):
     assert torch.equal(guided, plain)
 
 
-def test_pigdm_under_poisson_noise_and_through_a_latent_models_decoder():
+@pytest.mark.parametrize("family", ["eps", "v_prediction", "flow"])
+@pytest.mark.parametrize("mode", MODES)
+def test_each_mode_under_poisson_noise_through_a_latent_models_decoder(mode, family):
     with torch.inference_mode():
-        model, vae, cond = tiny_unet("eps"), tiny_taesd_vae(), tiny_conditioning()
+        model, vae, cond = tiny_unet(family), tiny_taesd_vae(), tiny_conditioning()
         measurement = simulate(picture(64), SuperResolution(2, "average"), PoissonNoise(50.0), seed=3)
     latent = {"samples": torch.zeros(1, 4, 8, 8)}
-    result, _, report = run(model, vae, cond, measurement, latent, sampler="euler").args
+    before = latent["samples"].clone()
+    result, _, report = run(model, vae, cond, measurement, latent, sampler="euler", mode=mode, solver_steps=2).args
     assert result["samples"].shape == (1, 4, 8, 8) and torch.isfinite(result["samples"]).all()
-    assert "residual =" in report
+    assert "residual =" in report and torch.equal(latent["samples"], before)
 
 
-def test_pigdm_refuses_phase_retrieval_naming_the_mode_and_the_operator(pixel_model):
+@pytest.mark.parametrize("mode", ["proximal", "moment"])
+def test_solver_steps_change_what_iterating_modes_do(mode):
+    with torch.inference_mode():
+        model, vae, cond = tiny_unet("eps"), tiny_taesd_vae(), tiny_conditioning()
+        measurement = simulate(picture(64), GaussianBlur(5, 1.5), GaussianNoise(0.05), seed=3)
+    latent = {"samples": torch.zeros(1, 4, 8, 8)}
+    one = run(model, vae, cond, measurement, latent, sampler="euler", mode=mode, solver_steps=1).args[0]["samples"]
+    default = run(model, vae, cond, measurement, latent, sampler="euler", mode=mode).args[0]["samples"]
+    assert not torch.equal(one, default)
+
+
+def test_negative_solver_steps_are_refused_by_name(pixel_model):
+    model, vae, cond = pixel_model
+    with torch.inference_mode():
+        measurement = simulate(picture(), SuperResolution(2, "average"), GaussianNoise(0.05), seed=3)
+    with torch.inference_mode(), pytest.raises(ValueError, match="solver_steps: expected 0"):
+        DPSGuidance.execute(model, measurement, 1.0, "moment", vae, -1)
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_each_mode_refuses_phase_retrieval_naming_the_mode_and_the_operator(pixel_model, mode):
     model, vae, cond = pixel_model
     with torch.inference_mode():
         phase = simulate(picture(16), PhaseRetrieval(2.0), GaussianNoise(0.05), seed=0)
-    with torch.inference_mode(), pytest.raises(ValueError, match="guidance_mode: 'pigdm' needs a linear operator, "
+    with torch.inference_mode(), pytest.raises(ValueError, match=f"guidance_mode: '{mode}' needs a linear operator, "
                                                                   "but phase retrieval"):
-        DPSGuidance.execute(model, phase, 1.0, "pigdm", vae)
+        DPSGuidance.execute(model, phase, 1.0, mode, vae)
