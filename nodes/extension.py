@@ -3,7 +3,7 @@
 from comfy_api.latest import ComfyExtension, io
 
 from . import operator_nodes, measurement_nodes, load_measurement_node, sampling_nodes, demo_prior_node, example_image_node
-from . import daps_sampler_node
+from . import daps_sampler_node, posterior_statistics_node, keep_measured_node
 
 
 class DPSExtension(ComfyExtension):
@@ -16,6 +16,8 @@ class DPSExtension(ComfyExtension):
             *demo_prior_node.NODES,
             *daps_sampler_node.NODES,
             *example_image_node.NODES,
+            *posterior_statistics_node.NODES,
+            *keep_measured_node.NODES,
         ]
 
 
