@@ -39,7 +39,7 @@ import comfy.utils  # noqa: E402
 from comfyui_dps.dps.measurement import simulate  # noqa: E402
 from comfyui_dps.dps.noise import GaussianNoise  # noqa: E402
 from comfyui_dps.dps.operators import PhaseRetrieval  # noqa: E402
-from comfyui_dps.nodes.daps_sampler_node import ESTIMATES, DPSDAPSSampler  # noqa: E402
+from comfyui_dps.nodes.daps_sampler_node import DPSDAPSSampler  # noqa: E402
 from comfyui_dps.nodes.demo_prior import empty_conditioning  # noqa: E402
 from comfyui_dps.nodes.demo_prior_node import cached_demo_prior  # noqa: E402
 from comfyui_dps.nodes.guidance_patch import guided_model  # noqa: E402
@@ -105,7 +105,6 @@ def main():
                 samples = sample_dps(model, measurement, args.seeds, args.dps_steps, seed=1)
             else:
                 estimate = "ODE (3 steps)" if method == "daps-ode3" else "denoiser (1 call)"
-                assert estimate in ESTIMATES
                 samples = sample_daps(model, measurement, args.seeds, args.steps, seed=1, estimate=estimate)
             seconds = time.perf_counter() - start
             images = ((samples.float() + 1) / 2)
