@@ -2,8 +2,9 @@
 
 What it does, in order:
 1. starts a headless ComfyUI (CPU) with ComfyUI-DPS loaded (scripts/comfy_server.py);
-2. copies the two photographs the demo prior never saw in training (scikit-image's `astronaut`
-   and `coffee`, cropped and resized to --size) into ComfyUI's input folder;
+2. picks the two photographs the demo prior never saw in training (scikit-image's `astronaut`
+   and `coffee`, bundled as 256 px crops in nodes/example_images/) in each workflow's DPS Example
+   Image node, at --size;
 3. runs each shipped workflow (workflows/demo-prior-*.json: super-resolution, random and box
    inpainting, deblurring) through the HTTP API, converted with scripts/workflow_api.py and
    checked against the live /object_info, printing the node running and the sampling steps;
@@ -64,12 +65,11 @@ TASK_TITLES = {
     "deblur": "Gaussian deblurring",
 }
 
-#: Held-out photographs (never seen by the demo prior in training): the crop (top, left, side)
-#: of the original that is resized to the demo size.
-PHOTOS = {
-    "astronaut": (0, 96, 256),   # the face and the helmet ring
-    "coffee": (0, 100, 400),     # the cup and the saucer
-}
+#: Held-out photographs (never seen by the demo prior in training), bundled with the pack as 256 px
+#: crops of scikit-image's originals (astronaut: the face and the helmet ring, rows 0-256 and columns
+#: 96-352; coffee: the cup and the saucer, rows 0-400 and columns 100-500, resized to 256).
+EXAMPLE_IMAGES = ROOT / "nodes" / "example_images"
+PHOTOS = ("astronaut", "coffee")
 WIENER_BALANCES = (0.001, 0.003, 0.01, 0.03, 0.1, 0.3)
 
 
@@ -79,13 +79,13 @@ def log(message: str) -> None:
 
 # -- photographs -------------------------------------------------------------------------------
 def photo(name: str, size: int) -> np.ndarray:
-    """The held-out photograph `name`, cropped and resized (antialiased) to size x size, uint8."""
-    import skimage.data
-
-    top, left, side = PHOTOS[name]
-    full = getattr(skimage.data, name)()
-    crop = Image.fromarray(full[top:top + side, left:left + side])
-    return np.asarray(crop.resize((size, size), Image.Resampling.LANCZOS))
+    """The held-out photograph `name` at size x size, uint8, as the DPS Example Image node gives it
+    (the bundled 256 px crop, resized with Lanczos when size differs)."""
+    with Image.open(EXAMPLE_IMAGES / f"{name}.png") as picture:
+        picture = picture.convert("RGB")
+        if picture.size != (size, size):
+            picture = picture.resize((size, size), Image.Resampling.LANCZOS)
+        return np.asarray(picture, dtype=np.uint8)
 
 
 def png_bytes(array: np.ndarray) -> bytes:
@@ -265,7 +265,7 @@ def prepare_prompt(workflow: dict, object_info: dict, image_name: str, tag: str,
     if problems:
         raise ValueError("workflow problems: " + "; ".join(problems))
     prompt = ui_to_api(workflow, object_info)
-    prompt[find(prompt, "LoadImage")]["inputs"]["image"] = image_name
+    prompt[find(prompt, "DPSExampleImage")]["inputs"].update(photo=image_name, size=args.size)
     sampler = prompt[find(prompt, "DPSKSampler")]["inputs"]
     for key in ("steps", "sampler_name", "guidance_strength", "seed", "scheduler"):
         if getattr(args, key) is not None:
@@ -282,8 +282,7 @@ def output_images(result: dict, node_id: str) -> list[dict]:
 def run_one(server, object_info, task: str, name: str, truth_u8: np.ndarray, out_dir: pathlib.Path, args) -> dict:
     workflow_file, _ = TASKS[task]
     workflow = json.loads((WORKFLOWS / workflow_file).read_text())
-    image_name = f"dps_demo_{name}.png"
-    prompt = prepare_prompt(workflow, object_info, image_name, name, args)
+    prompt = prepare_prompt(workflow, object_info, name, name, args)
     sampler = prompt[find(prompt, "DPSKSampler")]["inputs"]
     start, cpu_start = time.monotonic(), server_cpu_seconds(server)
     result = server.run_prompt(prompt, timeout=3600.0, on_event=Progress(prompt, start))
@@ -317,6 +316,9 @@ def run_one(server, object_info, task: str, name: str, truth_u8: np.ndarray, out
 
     measurement, operator = recompute_measurement(prompt, truth)
     shown = np.clip(to_hwc(operator.measurement_to_image(measurement.y)), 0, 1)
+    if shown.shape != truth.shape and not (truth.shape[0] % shown.shape[0] or truth.shape[1] % shown.shape[1]):
+        # Simulate Measurement previews a smaller measurement enlarged by pixel repetition.
+        shown = shown.repeat(truth.shape[0] // shown.shape[0], 0).repeat(truth.shape[1] // shown.shape[1], 1)
     mismatch = float(np.abs(shown - degraded).max())
     if mismatch > 1.5 / 255:
         raise RuntimeError(f"the recomputed measurement differs from the workflow's by {mismatch:.4f}")
@@ -465,8 +467,6 @@ def main(argv=None) -> int:
     with ComfyServer() as server:
         log(f"  ComfyUI answers at {server.url} after {time.monotonic() - t0:.1f} s (log: {server.log_path})")
         pictures = {name: photo(name, args.size) for name in photos}
-        for name, picture in pictures.items():
-            server.upload_file(f"dps_demo_{name}.png", png_bytes(picture))
         object_info = server.object_info()
         for task in tasks:
             for name in photos:

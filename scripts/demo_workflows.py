@@ -6,9 +6,14 @@ files (not this script's dictionaries), so the demo always measures the workflow
     .venv/bin/python scripts/demo_workflows.py            # (re)write the four files
     .venv/bin/python scripts/demo_workflows.py --check    # exit 1 if a file differs
 
-Each workflow: Load Image (a held-out photograph) -> an operator -> Simulate Measurement ->
-DPS Empty Latent -> DPS KSampler (with Load DPS Demo Prior) -> VAE Decode -> Save Image, with
-previews of the degraded picture and of the residual plot, the text report, and a Note.
+Each workflow: DPS Example Image (a held-out photograph bundled with the pack) -> an operator ->
+Simulate Measurement -> DPS Empty Latent -> DPS KSampler (with Load DPS Demo Prior) -> VAE Decode ->
+Save Image, with previews of the degraded picture and of the residual plot, the text report, and a
+Note. They run right after install: nothing to upload or download.
+
+Layout: the saved view (scale 0.9) shows the whole graph in a 1600 x 1000 browser window clear of the
+frontend's tab bar, side bar, Run toolbar and minimap, with room inside DPS KSampler for the latent
+preview; tests/integration/test_frontend.py checks that in the real frontend.
 """
 
 from __future__ import annotations
@@ -21,8 +26,8 @@ import sys
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 WORKFLOWS = ROOT / "workflows"
 
-#: The photograph the workflows load; `make demo` copies it into ComfyUI's input folder.
-DEMO_IMAGE = "dps_demo_astronaut.png"
+#: The bundled photograph the workflows start from (DPS Example Image: photo, size).
+DEMO_IMAGE = ("astronaut", 128)
 #: Sampling settings shared by the four workflows; each task may override some (TASKS below).
 #: Chosen with scripts/demo_tune.py on a photograph that is neither a training nor a test photo
 #: (see docs/demo.md): with this small prior, strength 2 explained the measurement where the
@@ -35,6 +40,12 @@ SAMPLER = {"seed": 0, "steps": 100, "sampler_name": "euler_ancestral", "schedule
 #: (its default is "randomize"): keep the seed, so that a re-run repeats the result. The operator
 #: and measurement seeds have no such widget (control_after_generate=False).
 SEED_WIDGET = "fixed"
+
+#: The saved view: canvas (0, 0) lands at page pixel (76, 135), below the tab bar and the Run toolbar,
+#: right of the side bar; at 0.9 the Note's text is 9 px on screen (10 px at 100%).
+VIEW_SCALE, VIEW_OFFSET = 0.9, (85, 150)
+#: Columns (x of each node's left edge) and widths, in canvas units.
+COL = (0, 330, 660, 990, 1360)
 
 
 class Graph:
@@ -90,27 +101,21 @@ class Graph:
             "links": self.links,
             "groups": [],
             "config": {},
-            "extra": {"ds": {"scale": 0.8, "offset": [40, 40]}},
+            "extra": {"ds": {"scale": VIEW_SCALE, "offset": list(VIEW_OFFSET)}},
             "version": 0.4,
         }
 
 
 NOTE_COMMON = (
-    "\n\nHow to run it: `make demo` (or the demo's first run) copies the held-out photograph "
-    f"'{DEMO_IMAGE}' into ComfyUI's input folder; or load any photo of your own in Load Image "
-    "(sides a multiple of 16, 64 to 256 px: the demo prior is small). The demo prior ships with the pack "
-    "(models/demo_prior.safetensors): nothing to download. Queue the prompt: the restored image is saved "
-    "as dps_demo/<task>_*.png, the degraded picture and the residual plot are previewed, and the report says "
-    "whether the result explains the measurement (residual near 1 x noise level).\n\n"
-    "Tuning: guidance_strength 1.0 is the calibrated value, but this small prior follows the measurement "
-    "better at 2.0 (the setting of these workflows, but 1.0 for box inpainting, where 2.0 filled the hole "
-    "with noisier texture); raise it (up to about 3) if the report says the result does not "
-    "explain the measurement, lower it if the result looks noisy or over-sharpened (4 and more can "
-    "diverge). 100 steps of euler_ancestral is the tested setting (about 30 s on 2 CPU cores at 128x128); "
-    "dpmpp_2m works too. Change the seed of DPS KSampler for another posterior sample, the seed of "
-    "Simulate Measurement for another noise draw. For your own degraded photo (no ground truth), replace "
-    "Simulate Measurement by the Measurement node. For real work, use a Stable Diffusion checkpoint with "
-    "its VAE connected to DPS KSampler and DPS Empty Latent instead of the demo prior."
+    "\n\nRuns as is: the photo (DPS Example Image) and the demo prior ship with the pack, nothing to "
+    "download. Press Run: about 30 s on 2 CPU cores at 128 px. The result is saved as "
+    "dps_demo/<task>_*.png; the report says whether it explains the measurement (residual near "
+    "1 x noise level).\n\n"
+    "Try: the other photo, or a size from 64 to 256 (a multiple of 16; the demo prior is small), or your "
+    "own photo with Load Image. guidance_strength is {strength} here; raise it up to about 3 if the report "
+    "says the result does not explain the measurement, lower it if the result looks noisy (4 and more can "
+    "diverge). Another seed in DPS KSampler gives another posterior sample. For real work use a Stable "
+    "Diffusion checkpoint (see the other templates)."
 )
 
 TASKS = {
@@ -118,74 +123,69 @@ TASKS = {
         "title": "4x super-resolution",
         "prefix": "dps_demo/super_resolution",
         "noise_level": 0.02,
-        "note": ("DPS demo: 4x super-resolution with the bundled demo prior.\n\n"
-                 "The photo is shrunk 4x (bicubic, antialiased) and Gaussian noise (std 0.02 on the [0, 1] "
-                 "scale) is added; DPS samples a full-size image that explains the small picture. Try "
-                 "scale_factor 2 for an easier problem, noise_level 0.05 for a noisier one."),
+        "note": ("DPS demo: 4x super-resolution\n\n"
+                 "The photo is shrunk 4x (bicubic) and noise (std 0.02) is added: the preview shows the small "
+                 "picture enlarged. DPS samples a full-size image that explains it. Try scale_factor 2 for an "
+                 "easier problem."),
     },
     "inpainting-random": {
         "title": "random inpainting (80% of the pixels missing)",
         "prefix": "dps_demo/inpainting_random",
         "noise_level": 0.02,
-        "note": ("DPS demo: random inpainting with the bundled demo prior.\n\n"
-                 "80% of the pixels are removed at random (the mask follows the operator's seed) and "
-                 "Gaussian noise (std 0.02) is added to the rest. Try missing_fraction 0.92 (the DPS "
-                 "paper's setting) or 0.5."),
+        "note": ("DPS demo: random inpainting\n\n"
+                 "80% of the pixels are removed at random and noise (std 0.02) is added to the rest; DPS "
+                 "fills them in. Try missing_fraction 0.92 (the DPS paper's setting) or 0.5."),
     },
     "inpainting-box": {
         "title": "box inpainting (a 40x40 hole)",
         "prefix": "dps_demo/inpainting_box",
         "noise_level": 0.02,
         "sampler": {"guidance_strength": 1.0},
-        "note": ("DPS demo: box inpainting with the bundled demo prior.\n\n"
-                 "A 40x40 box (Solid Mask 1.0 pasted by Mask Composite onto a Solid Mask 0.0 of the "
-                 "photo's size; white = 1 = missing) is removed and Gaussian noise (std 0.02) is added to "
-                 "the rest. Move the box with Mask Composite's x and y, resize it with the second Solid "
-                 "Mask; or connect the MASK output of Load Image (paint it in the mask editor) to the "
-                 "Inpainting Operator instead. The demo prior knows textures, not faces: a hole over "
-                 "an object is filled with plausible texture, not with the object."),
+        "note": ("DPS demo: box inpainting\n\n"
+                 "A 40x40 hole (white = 1 = missing) is cut out and noise (std 0.02) is added to the rest. "
+                 "Move it with Mask Composite's x and y, resize it with the second Solid Mask. The demo "
+                 "prior knows textures, not faces: the hole is filled with texture."),
     },
     "deblur": {
         "title": "Gaussian deblurring",
         "prefix": "dps_demo/deblur",
         "noise_level": 0.02,
-        "note": ("DPS demo: Gaussian deblurring with the bundled demo prior.\n\n"
-                 "The photo is blurred by a Gaussian of sigma 2.0 px (a 13x13 kernel, reflected borders) "
-                 "and Gaussian noise (std 0.02) is added. Try sigma 3.0 with kernel_size 19 for a harder "
-                 "problem; keep kernel_size about 6 x sigma + 1."),
+        "note": ("DPS demo: Gaussian deblurring\n\n"
+                 "The photo is blurred (Gaussian, sigma 2 px, 13x13 kernel) and noise (std 0.02) is added. "
+                 "Try sigma 3 with kernel_size 19; keep kernel_size about 6 x sigma + 1."),
     },
 }
 
 
 def operator_nodes(g: Graph, task: str, image: dict) -> dict:
-    """Add the task's operator (and whatever builds its inputs); return the operator node."""
-    op_pos = (40, 420)
+    """Add the task's operator (and whatever builds its inputs) in the first column; return the operator."""
+    x, w = COL[0], 300
     if task == "super-resolution":
-        return g.add("DPSSuperResolutionOperator", op_pos, (300, 82), outputs=[("operator", "DPS_OPERATOR")],
+        return g.add("DPSSuperResolutionOperator", (x, 160), (w, 82), outputs=[("operator", "DPS_OPERATOR")],
                      widgets=[4, "bicubic"])
     if task == "inpainting-random":
-        return g.add("DPSRandomInpaintingOperator", op_pos, (300, 82), outputs=[("operator", "DPS_OPERATOR")],
+        return g.add("DPSRandomInpaintingOperator", (x, 160), (w, 82), outputs=[("operator", "DPS_OPERATOR")],
                      widgets=[0.8, 0])
     if task == "deblur":
-        return g.add("DPSGaussianBlurOperator", op_pos, (300, 82), outputs=[("operator", "DPS_OPERATOR")],
+        return g.add("DPSGaussianBlurOperator", (x, 160), (w, 82), outputs=[("operator", "DPS_OPERATOR")],
                      widgets=[13, 2.0])
     if task == "inpainting-box":
-        size = g.add("GetImageSize", (40, 420), (220, 90), inputs=[("image", "IMAGE")],
+        size = g.add("GetImageSize", (x, 160), (w, 100), inputs=[("image", "IMAGE")],
                      outputs=[("width", "INT"), ("height", "INT"), ("batch_size", "INT")])
         g.link(image, 0, size, "image")
-        canvas = g.add("SolidMask", (290, 420), (240, 110), outputs=[("MASK", "MASK")], widgets=[0.0, 128, 128],
+        canvas = g.add("SolidMask", (x, 310), (w, 110), outputs=[("MASK", "MASK")], widgets=[0.0, 128, 128],
                        title="Solid Mask (kept: 0, the photo's size)")
         g.widget_input(canvas, "width", "INT")
         g.widget_input(canvas, "height", "INT")
         g.link(size, 0, canvas, "width")
         g.link(size, 1, canvas, "height")
-        box = g.add("SolidMask", (290, 570), (240, 110), outputs=[("MASK", "MASK")], widgets=[1.0, 40, 40],
+        box = g.add("SolidMask", (x, 470), (w, 110), outputs=[("MASK", "MASK")], widgets=[1.0, 40, 40],
                     title="Solid Mask (the hole: 1 = missing)")
-        composite = g.add("MaskComposite", (560, 420), (240, 130), inputs=[("destination", "MASK"), ("source", "MASK")],
+        composite = g.add("MaskComposite", (x, 630), (w, 130), inputs=[("destination", "MASK"), ("source", "MASK")],
                           outputs=[("MASK", "MASK")], widgets=[44, 44, "add"], title="Mask Composite (box position)")
         g.link(canvas, 0, composite, "destination")
         g.link(box, 0, composite, "source")
-        op = g.add("DPSInpaintingOperator", (560, 600), (240, 50), inputs=[("mask", "MASK")],
+        op = g.add("DPSInpaintingOperator", (x, 810), (w, 50), inputs=[("mask", "MASK")],
                    outputs=[("operator", "DPS_OPERATOR")])
         g.link(composite, 0, op, "mask")
         return op
@@ -195,53 +195,55 @@ def operator_nodes(g: Graph, task: str, image: dict) -> dict:
 def build(task: str) -> dict:
     spec = TASKS[task]
     g = Graph()
-    image = g.add("LoadImage", (40, 60), (300, 320), outputs=[("IMAGE", "IMAGE"), ("MASK", "MASK")],
-                  widgets=[DEMO_IMAGE, "image"], title="Load Image (ground truth)")
+    image = g.add("DPSExampleImage", (COL[0], 30), (300, 82), outputs=[("image", "IMAGE")],
+                  widgets=list(DEMO_IMAGE), title="DPS Example Image (ground truth)")
     op = operator_nodes(g, task, image)
-    x0 = 860 if task == "inpainting-box" else 380
-    simulate = g.add("DPSSimulateMeasurement", (x0, 60), (300, 130),
+    simulate = g.add("DPSSimulateMeasurement", (COL[1], 30), (300, 130),
                      inputs=[("image", "IMAGE"), ("operator", "DPS_OPERATOR")],
                      outputs=[("measurement", "DPS_MEASUREMENT"), ("degraded", "IMAGE")],
                      widgets=["gaussian", spec["noise_level"], 0])
     g.link(image, 0, simulate, "image")
     g.link(op, 0, simulate, "operator")
-    degraded = g.add("PreviewImage", (x0, 240), (300, 300), inputs=[("images", "IMAGE")],
+    degraded = g.add("PreviewImage", (COL[1], 220), (300, 300), inputs=[("images", "IMAGE")],
                      title="Preview Image (the measurement)")
     g.link(simulate, 1, degraded, "images")
-    prior = g.add("DPSLoadDemoPrior", (x0 + 340, 60), (280, 100),
+    prior = g.add("DPSLoadDemoPrior", (COL[2], 30), (300, 100),
                   outputs=[("model", "MODEL"), ("vae", "VAE"), ("conditioning", "CONDITIONING")])
-    latent = g.add("DPSEmptyLatent", (x0 + 340, 200), (280, 80), inputs=[("measurement", "DPS_MEASUREMENT")],
+    latent = g.add("DPSEmptyLatent", (COL[2], 180), (300, 80), inputs=[("measurement", "DPS_MEASUREMENT")],
                    outputs=[("latent", "LATENT")], widgets=[1])
     g.link(simulate, 0, latent, "measurement")
     s = {**SAMPLER, **spec.get("sampler", {})}
+    # Tall enough for its widgets and, below them, the latent preview of `--preview-method auto`.
     sampler = g.add(
-        "DPSKSampler", (x0 + 660, 60), (320, 360),
+        "DPSKSampler", (COL[3], 30), (340, 580),
         inputs=[("model", "MODEL"), ("positive", "CONDITIONING"), ("negative", "CONDITIONING"),
                 ("latent_image", "LATENT"), ("measurement", "DPS_MEASUREMENT"), ("vae", "VAE")],
         outputs=[("latent", "LATENT"), ("residual_plot", "IMAGE"), ("report", "STRING")],
         widgets=[s["seed"], SEED_WIDGET, s["steps"], 1.0, s["sampler_name"], s["scheduler"], 1.0,
-                 s["guidance_strength"], s["guidance_mode"]],
+                 s["guidance_strength"], s["guidance_mode"], 0],  # 0: solver_steps, the mode's default
     )
     g.link(prior, 0, sampler, "model")
     g.link(prior, 2, sampler, "positive")
     g.link(prior, 2, sampler, "negative")
     g.link(latent, 0, sampler, "latent_image")
     g.link(simulate, 0, sampler, "measurement")
-    decode = g.add("VAEDecode", (x0 + 1020, 60), (210, 50), inputs=[("samples", "LATENT"), ("vae", "VAE")],
+    decode = g.add("VAEDecode", (COL[4], 30), (300, 50), inputs=[("samples", "LATENT"), ("vae", "VAE")],
                    outputs=[("IMAGE", "IMAGE")])
     g.link(sampler, 0, decode, "samples")
     g.link(prior, 1, decode, "vae")
-    save = g.add("SaveImage", (x0 + 1020, 150), (300, 330), inputs=[("images", "IMAGE")],
+    save = g.add("SaveImage", (COL[4], 140), (300, 300), inputs=[("images", "IMAGE")],
                  widgets=[spec["prefix"]], title="Save Image (DPS result)")
     g.link(decode, 0, save, "images")
-    plot = g.add("PreviewImage", (x0 + 660, 470), (320, 260), inputs=[("images", "IMAGE")],
-                 title="Preview Image (residual plot)")
-    g.link(sampler, 1, plot, "images")
-    report = g.add("PreviewAny", (x0 + 1020, 520), (300, 120), inputs=[("source", "*")],
+    report = g.add("PreviewAny", (COL[4], 490), (300, 120), inputs=[("source", "*")],
                    title="Preview as Text (report)")
     g.link(sampler, 2, report, "source")
-    g.add("Note", (40, 720 if task == "inpainting-box" else 580), (560, 330),
-          widgets=[spec["note"] + NOTE_COMMON], title="Note: what this workflow does", color=("#432", "#653"))
+    # Wide, under the sampler: the plot's labels stay readable.
+    plot = g.add("PreviewImage", (COL[2], 660), (COL[3] + 340 - COL[2], 270), inputs=[("images", "IMAGE")],
+                 title="Preview Image (residual plot)")
+    g.link(sampler, 1, plot, "images")
+    note_at = ((COL[1], 570), (300, 360)) if task == "inpainting-box" else ((COL[0], 290), (300, 640))
+    g.add("Note", *note_at, widgets=[spec["note"] + NOTE_COMMON.format(strength=s["guidance_strength"])],
+          title="Note: what this workflow does", color=("#432", "#653"))
     return g.workflow()
 
 

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from safetensors.torch import load_file
 
-from demo import find, load_png, photo, png_bytes, recompute_measurement
+from demo import find, load_png, photo, recompute_measurement
 from graphs import node
 from testkit.workflow_api import check_workflow, ui_to_api, widget_value_count
 
@@ -29,11 +29,10 @@ def object_info(server):
 
 
 @pytest.fixture(scope="module")
-def small_photo(server):
-    """The held-out astronaut at 64x64, under the name the workflows load."""
-    picture = photo("astronaut", SMALL)
-    server.upload_file("dps_demo_astronaut.png", png_bytes(picture))
-    return picture.astype(np.float32) / 255.0
+def small_photo():
+    """The held-out astronaut at 64x64, as DPS Example Image gives it (nothing is uploaded: the
+    workflows start from the photo bundled with the pack)."""
+    return photo("astronaut", SMALL).astype(np.float32) / 255.0
 
 
 def load(task):
@@ -60,7 +59,7 @@ def test_demo_workflow_is_valid_for_the_live_server(task, object_info):
     assert workflow["version"] == 0.4 and workflow["groups"] == [] and isinstance(workflow["extra"], dict)
     assert check_workflow(workflow, object_info) == []
     types = [n["type"] for n in workflow["nodes"]]
-    for needed in ("LoadImage", "DPSSimulateMeasurement", "DPSEmptyLatent", "DPSLoadDemoPrior", "DPSKSampler",
+    for needed in ("DPSExampleImage", "DPSSimulateMeasurement", "DPSEmptyLatent", "DPSLoadDemoPrior", "DPSKSampler",
                    "VAEDecode", "SaveImage", "PreviewImage", "Note"):
         assert needed in types, f"{task}: no {needed}"
     note = next(n for n in workflow["nodes"] if n["type"] == "Note")
@@ -78,13 +77,14 @@ def test_demo_workflow_is_valid_for_the_live_server(task, object_info):
             if "seed" in str(object_info[item["type"]]["input"]):
                 assert "randomize" not in item["widgets_values"], item
     prompt = ui_to_api(workflow, object_info)
-    assert prompt[find(prompt, "LoadImage")]["inputs"]["image"] == "dps_demo_astronaut.png"
+    assert prompt[find(prompt, "DPSExampleImage")]["inputs"] == {"photo": "astronaut", "size": 128}
     assert "Note" not in {n["class_type"] for n in prompt.values()}
 
 
 @pytest.mark.parametrize("task", TASKS)
 def test_demo_workflow_runs_to_success(task, server, object_info, small_photo):
     prompt = ui_to_api(load(task), object_info)
+    prompt[find(prompt, "DPSExampleImage")]["inputs"]["size"] = SMALL
     sampler = prompt[find(prompt, "DPSKSampler")]["inputs"]
     sampler["steps"] = 3
     save = prompt[find(prompt, "SaveImage")]
@@ -106,7 +106,7 @@ def test_demo_workflow_runs_to_success(task, server, object_info, small_photo):
 def quality_graph(strength, steps, seed=0):
     """Demo prior, half the pixels of the held-out photo missing, noise 0.02, DPS KSampler."""
     return {
-        "image": node("LoadImage", image="dps_demo_astronaut.png"),
+        "image": node("DPSExampleImage", photo="astronaut", size=SMALL),
         "operator": node("DPSRandomInpaintingOperator", missing_fraction=0.5, seed=0),
         "simulate": node("DPSSimulateMeasurement", image=["image", 0], operator=["operator", 0],
                          noise_model="gaussian", noise_level=0.02, seed=0),

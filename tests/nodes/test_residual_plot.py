@@ -8,7 +8,7 @@ from testkit.host import load_pack
 
 load_pack()
 
-from comfyui_dps.nodes.residual_plot import COLOURS, residual_plot  # noqa: E402
+from comfyui_dps.nodes.residual_plot import COLOURS, FONT_PX, residual_plot  # noqa: E402
 
 
 def test_a_comfy_image_with_one_curve_per_sample_falling_to_the_noise_level():
@@ -27,6 +27,23 @@ def test_a_comfy_image_with_one_curve_per_sample_falling_to_the_noise_level():
 
 
 def test_no_steps_and_odd_values_still_draw():
-    assert residual_plot([], final=[]).shape == (1, 320, 512, 3)
+    assert residual_plot([], final=[]).shape == (1, 400, 640, 3)
     image = residual_plot([[0.0, math.inf], [float("nan"), 1e-9]], final=[math.nan, 0.5])
     assert bool(torch.isfinite(image).all())
+
+
+def test_the_labels_are_drawn_large_enough_to_read_when_the_preview_shrinks_the_plot():
+    """Text of FONT_PX (18) pixels: dark pixels of the y-axis labels span at least 12 rows per decade label
+    (Pillow's default bitmap font, 11 px, was unreadable in a Preview Image node at 100% zoom)."""
+    image = residual_plot([[100.0], [1.0]], final=[1.0])
+    dark = (image[0] < 0.3).all(dim=-1)
+    labels = dark[:, : 4 * FONT_PX - 10]  # the column left of the axis holds only the decade labels
+    rows = labels.any(dim=1).nonzero().flatten()
+    assert len(rows) > 0
+    runs, start = [], int(rows[0])
+    for previous, row in zip(rows[:-1].tolist(), rows[1:].tolist()):
+        if row != previous + 1:
+            runs.append(previous - start + 1)
+            start = row
+    runs.append(int(rows[-1]) - start + 1)
+    assert max(runs) >= 12, runs
