@@ -50,6 +50,14 @@ def workflow_id(path: pathlib.Path) -> str:
     return path.stem
 
 
+#: ComfyUI's model loader nodes: a workflow with none of them runs right after install (demo prior).
+LOADERS = {"CheckpointLoaderSimple", "UNETLoader", "DualCLIPLoader", "CLIPLoader", "VAELoader"}
+
+
+def needs_no_download(workflow: dict) -> bool:
+    return not LOADERS & {node["type"] for node in workflow["nodes"]}
+
+
 # -- the base directory ----------------------------------------------------------------------------
 def example_photo(size: int) -> Image.Image:
     """scikit-image's astronaut (NASA, public domain) at size x size."""
