@@ -41,7 +41,7 @@ def test_the_labels_are_drawn_large_enough_to_read_when_the_preview_shrinks_the_
     rows = labels.any(dim=1).nonzero().flatten()
     assert len(rows) > 0
     runs, start = [], int(rows[0])
-    for previous, row in zip(rows[:-1].tolist(), rows[1:].tolist()):
+    for previous, row in zip(rows[:-1].tolist(), rows[1:].tolist(), strict=True):
         if row != previous + 1:
             runs.append(previous - start + 1)
             start = row
