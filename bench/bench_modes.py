@@ -1,0 +1,129 @@
+"""What each guidance mode costs per sampling step: network passes counted, and seconds against a
+plain KSampler step measured in the same run (interleaved, median), through ComfyUI's sampling.
+
+Passes are counted with hooks: a forward of the diffusion network or the decoder (or encoder) is
+one call of its module; a backward is one gradient reaching that call's output. Timing reuses
+bench/step_cost.py's harness (one Euler step at sigma 2 -> 1.5, 4x bicubic super-resolution,
+cfg 1, batch 1), for the scaled models and, unless --quick, the SD1.5-size UNet and decoder.
+
+    .venv/bin/python bench/bench_modes.py [--quick] [--out bench]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import pathlib
+import sys
+import time
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from bench.common import MemoryBaseline, device, interleaved, load_pack, machine  # noqa: E402
+
+load_pack()
+
+import torch  # noqa: E402
+
+from bench.step_cost import StepBench  # noqa: E402
+from comfyui_dps.dps.guidance import METHODS  # noqa: E402
+from comfyui_dps.nodes.guidance_patch import guided_model  # noqa: E402
+
+
+@contextlib.contextmanager
+def counting(modules: dict):
+    """{name: {"forward": n, "backward": n}} filled while the block runs."""
+    counts = {name: {"forward": 0, "backward": 0} for name in modules}
+    handles = []
+    for name, module in modules.items():
+        def hook(_module, _inputs, output, name=name):
+            counts[name]["forward"] += 1
+            out = output[0] if isinstance(output, tuple) else output
+            if isinstance(out, torch.Tensor) and out.requires_grad:
+                def on_backward(grad, name=name):
+                    counts[name]["backward"] += 1
+                out.register_hook(on_backward)
+        handles.append(module.register_forward_hook(hook))
+    try:
+        yield counts
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+def measure(bench: StepBench, latent: int, repeats: int, vae_name: str) -> dict:
+    vae = bench.vaes[vae_name]
+    measurement = bench.problem(latent)
+    decoder = StepBench._decoder(vae)
+    modules = {"UNet": bench.unet.model.diffusion_model, "decoder": decoder}
+    calls = {"plain": lambda: bench._run(bench.unet, latent)}
+    passes = {}
+    for mode in METHODS:
+        patched, _ = guided_model(bench.unet, measurement, mode, 1.0, vae=vae)
+        calls[mode] = lambda patched=patched: bench._run(patched, latent)
+    for name, fn in calls.items():
+        fn()  # warm-up: the first guided call also probes the decoder's memory (once per patch)
+        with counting(modules) as counts:
+            fn()  # one step (the timing sampler takes one)
+        passes[name] = counts
+    medians, samples = interleaved(calls, repeats, warmup=0) if repeats else ({}, {})
+    return {"latent": latent, "pixels": (8 * latent) ** 2, "vae": vae_name, "passes": passes,
+            "seconds": medians, "ratio": {k: v / medians["plain"] for k, v in medians.items()} if medians else {}}
+
+
+def table(rows: list[dict]) -> list[str]:
+    lines = ["| models | image | VAE | mode | UNet fwd / bwd | decoder fwd / bwd | s / step | x plain step |",
+             "|---|---|---|---|---|---|---|---|"]
+    for row in rows:
+        for mode, counts in row["passes"].items():
+            seconds = row["seconds"].get(mode)
+            timing = "| |" if seconds is None else f"| {seconds:.3f} | {row['ratio'][mode]:.2f} |"
+            lines.append(
+                f"| {row['models']} | {8 * row['latent']} px | {row['vae']} | {mode} | "
+                f"{counts['UNet']['forward']} / {counts['UNet']['backward']} | "
+                f"{counts['decoder']['forward']} / {counts['decoder']['backward']} {timing}")
+    return lines
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="scaled models only, small image, 1 repeat")
+    parser.add_argument("--out", default=str(ROOT / "bench"), help="folder for modes_results.md / .json")
+    args = parser.parse_args()
+    started = time.perf_counter()
+    dev = device()
+    baseline = MemoryBaseline(dev)
+    info = machine()
+    rows = []
+    plans = [("scaled", False, [16] if args.quick else [32], 1 if args.quick else 5)]
+    if not args.quick:
+        plans.append(("SD1.5-size", True, [32], 3))
+    for label, full_size, latents, repeats in plans:
+        bench = StepBench(dev, baseline, vae_names=("AutoencoderKL",), full_size=full_size)
+        for latent in latents:
+            row = measure(bench, latent, repeats, "AutoencoderKL")
+            row["models"] = label
+            rows.append(row)
+            print(json.dumps(row, default=str), flush=True)
+        del bench
+    elapsed = time.perf_counter() - started
+    out = pathlib.Path(args.out) if not args.quick else ROOT / "bench" / "out"
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "modes_results.json").write_text(json.dumps({"machine": info, "elapsed_s": elapsed, "rows": rows},
+                                                       indent=1, default=str))
+    text = "\n".join([
+        "# Cost of each guidance mode per step (`bench/bench_modes.py`)", "",
+        f"Machine: {info.get('cpu', '')}, {info.get('logical_cores', '')} logical cores, torch {torch.__version__}, device {dev}; "
+        f"load average at start {info.get('load_average_at_start')}; {elapsed / 60:.1f} min. "
+        "Seconds are medians of interleaved runs of one Euler step; passes are counted per step.", "",
+        *table(rows), "",
+    ])
+    (out / "modes_results.md").write_text(text)
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
