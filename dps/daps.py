@@ -14,8 +14,8 @@ explicitly:
 
     x <- x0_hat + (1 - g) (x - x0_hat) - g r^2 grad chi2/2 + r sqrt(1 - (1 - g)^2) xi,
 
-with g = step_size / (1 + r^2 L) per sample, L the largest curvature of chi2 / 2 (power iteration
-at the first level's estimate). step_size is thus a fraction of the stability limit (2) that holds
+with g = step_size / (1 + r^2 L) per sample, L the largest Gauss-Newton curvature of chi2 / 2 (power
+iteration at the first level's estimate). step_size is thus a fraction of the stability limit (2) that holds
 for any operator, noise level and model scale; smaller is more accurate, larger mixes faster.
 
 Notation as in guidance.core: ComfyUI's x_t = alpha x0 + sigma eps, alpha = 1 for EPS/V models,
@@ -77,21 +77,27 @@ def _norms(t: torch.Tensor) -> torch.Tensor:
 
 
 def curvature(x0, render, measurement, noise: Noise, iterations: int = CURVATURE_ITERATIONS) -> torch.Tensor:
-    """Largest curvature of chi2 / 2 at x0, per sample [B], by power iteration on finite differences of
-    its gradient (exact for linear operators and pixel models; local for the rest)."""
+    """Largest eigenvalue of the Gauss-Newton curvature J^T J of chi2 / 2 at x0 (J: the Jacobian of the
+    whitened residual), per sample [B], by power iteration: J v by a finite difference, J^T by autograd.
+    Not the full Hessian: where the prediction is near a kink (|z| ~ 0 in phase retrieval) its second-order
+    term is huge, and sizing the steps by it would freeze them; J^T J is what bounds a stable step."""
     x0 = at_least_float32(x0.detach())
-    base, _ = likelihood_gradient(x0, render, measurement)
-    scale = CURVATURE_EPS * (x0.reshape(x0.shape[0], -1).pow(2).mean(dim=1).sqrt() + 1.0)
+    scale = per_sample(CURVATURE_EPS * (x0.reshape(x0.shape[0], -1).pow(2).mean(dim=1).sqrt() + 1.0), x0)
     v = noise(x0).to(x0.dtype)
     estimate = torch.zeros(x0.shape[0], device=x0.device, dtype=x0.dtype)
-    for _ in range(iterations):
-        v = v / per_sample(_norms(v).clamp(min=1e-30), v)
-        step = per_sample(scale, v)
-        shifted, _ = likelihood_gradient(x0 + step * v, render, measurement)
-        hv = (shifted - base) / step
-        estimate = _norms(hv)
-        v = torch.where(per_sample(estimate, hv) > 0, hv, noise(x0).to(x0.dtype))
-    return torch.nan_to_num(estimate, nan=0.0, posinf=0.0)
+    with torch.inference_mode(False), torch.enable_grad():
+        x_in = x0.clone().requires_grad_(True)
+        whitened = measurement.whitened_residual(render(x_in))
+        base = whitened.detach()
+        for _ in range(iterations):
+            v = v / per_sample(_norms(v).clamp(min=1e-30), v)
+            with torch.no_grad():
+                jv = (measurement.whitened_residual(render(x0 + scale * v)) - base) / per_sample(
+                    scale.reshape(-1), base)
+            (jtjv,) = torch.autograd.grad(whitened, x_in, grad_outputs=jv, retain_graph=True)
+            estimate = _norms(jtjv)
+            v = torch.where(per_sample(estimate, jtjv) > 0, jtjv, noise(x0).to(x0.dtype))
+    return torch.nan_to_num(estimate.detach(), nan=0.0, posinf=0.0)
 
 
 def langevin(x0_hat, r2, lipschitz, render, measurement, settings: DAPSSettings, noise: Noise,
