@@ -108,7 +108,8 @@ class Graph:
 
 NOTE_COMMON = (
     "\n\nRuns as is: the photo (DPS Example Image) and the demo prior ship with the pack, nothing to "
-    "download. Press Run: about 30 s on 2 CPU cores at 128 px. The result is saved as "
+    "download. Press Run: 100 steps, about 30 s on 2 CPU cores at 128 px (fewer steps: faster, looser "
+    "fit; guidance_mode dps is the most faithful). The result is saved as "
     "dps_demo/<task>_*.png; the report says whether it explains the measurement (residual near "
     "1 x noise level).\n\n"
     "Try: the other photo, or a size from 64 to 256 (a multiple of 16; the demo prior is small), or your "
