@@ -15,7 +15,8 @@ from .noise import NoiseModel
 from .operators.base import Operator, tensor_to
 
 
-def _as_real(t: torch.Tensor) -> torch.Tensor:
+def as_real(t: torch.Tensor) -> torch.Tensor:
+    """Complex tensors (k-space) as real pairs (torch.view_as_real), real ones as they are."""
     return torch.view_as_real(t) if t.is_complex() else t
 
 
@@ -56,7 +57,7 @@ class Measurement:
     @property
     def num_elements(self) -> int:
         """Real numbers per batch item (a complex entry counts 2)."""
-        return _as_real(self.y[0]).numel()
+        return as_real(self.y[0]).numel()
 
     def mean_noise_variance(self) -> float:
         """The noise variance averaged over the measured elements (of y itself for Poisson noise)."""
@@ -90,7 +91,7 @@ class Measurement:
         """Residual divided by the noise std, as a real tensor (complex as real pairs, i.e.
         torch.view_as_real layout); at the noise level its entries have unit variance."""
         residual = self.residual(image)
-        return _as_real(residual) / self._std(residual)
+        return as_real(residual) / self._std(residual)
 
     def chi2(self, image: torch.Tensor) -> torch.Tensor:
         """Sum of squared whitened residuals per image, [B]."""

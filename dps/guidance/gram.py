@@ -23,12 +23,8 @@ import torch
 
 from ..operators import Colorization, Convolution, FourierUndersampling, SuperResolution
 from ..operators.inpainting import _Masking
+from ..measurement import as_real
 from .cg import conjugate_gradients
-
-
-def as_real(t: torch.Tensor) -> torch.Tensor:
-    """Complex tensors (k-space) as real pairs, real ones as they are."""
-    return torch.view_as_real(t) if t.is_complex() else t
 
 
 def noise_variance(measurement, like: torch.Tensor) -> torch.Tensor:
@@ -38,7 +34,8 @@ def noise_variance(measurement, like: torch.Tensor) -> torch.Tensor:
     return measurement.noise.std(y).square()
 
 
-def _like(real: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+def from_real(real: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """The inverse of as_real for a tensor laid out like `like` (complex again if `like` is)."""
     return torch.view_as_complex(real.contiguous()) if like.is_complex() else real
 
 
@@ -116,8 +113,8 @@ def _conjugate_gradient_solve(operator, b, a, s, max_iterations, tolerance) -> t
     a_real = a.reshape(-1, *([1] * (real_b.ndim - 1)))
 
     def apply(z: torch.Tensor) -> torch.Tensor:
-        zb = _like(z, b)
+        zb = from_real(z, b)
         return a_real * as_real(operator.forward(operator.adjoint(zb))) + s * z
 
     v, _ = conjugate_gradients(apply, real_b, max_iterations=max_iterations, tolerance=tolerance)
-    return _like(v, b)
+    return from_real(v, b)

@@ -41,10 +41,6 @@ TOLERANCE = 1e-2
 PROBE_SIZE = 1e-2
 
 
-def _real_like(real: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
-    return torch.view_as_complex(real.contiguous()) if like.is_complex() else real
-
-
 def moment_guidance(*, x, sigma, alpha, denoise, render, measurement, strength, trace=None,
                     steps: int | None = None) -> torch.Tensor:
     iterations = MAX_ITERATIONS if steps is None else steps
@@ -79,15 +75,15 @@ def moment_guidance(*, x, sigma, alpha, denoise, render, measurement, strength, 
                                                              at_least_float32(alpha).reshape(-1))
 
         def apply(w_real: torch.Tensor) -> torch.Tensor:
-            pulled = covariance_pullback(operator.adjoint(_real_like(w_real, residual)))
+            pulled = covariance_pullback(operator.adjoint(gram.from_real(w_real, residual)))
             return gram.as_real(operator(render_response(pulled))) + noise_variance * w_real
 
         def precondition(r_real: torch.Tensor) -> torch.Tensor:
-            return gram.as_real(gram.solve(operator, _real_like(r_real, residual), scale=isotropic,
+            return gram.as_real(gram.solve(operator, gram.from_real(r_real, residual), scale=isotropic,
                                            noise_variance=noise_variance))
 
         weights, _ = conjugate_gradients(apply, gram.as_real(residual), max_iterations=iterations,
                                          tolerance=TOLERANCE, precondition=precondition)
-        update = covariance_pullback(operator.adjoint(_real_like(weights, residual)))
+        update = covariance_pullback(operator.adjoint(gram.from_real(weights, residual)))
         normalized = measurement.normalized_residual(u0)
     return corrected(denoised, -strength * update, sigma=sigma, residual=normalized, trace=trace)
