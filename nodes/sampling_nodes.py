@@ -11,15 +11,16 @@ import comfy.utils
 import latent_preview
 from comfy_api.latest import io
 
-from ..dps.guidance import METHODS
+from ..dps.guidance import AUTO, AUTO_DESCRIPTION, METHODS, mode_names
 from . import types
 from .guidance_patch import guided_model
 from .size_check import check_sizes
 from .residual_plot import residual_plot
 
-MODE_HELP = ("Which to pick: dps first; fast when dps is too slow or runs out of memory (large models such as "
-             "Flux or SDXL). How each mode steers every step:\n") + "\n".join(
-    f"{guidance.name}: {guidance.description}" for guidance in METHODS.values())
+MODE_HELP = ("Which to pick: leave auto. To compare: moment is the most accurate on linear problems and the "
+             "slowest; dps is the paper's method and the one for non-linear operators; fast when dps is too slow "
+             "or runs out of memory (Flux, SDXL). How each mode steers every step:\n") + "\n".join(
+    [f"{AUTO}: {AUTO_DESCRIPTION}"] + [f"{guidance.name}: {guidance.description}" for guidance in METHODS.values()])
 STRENGTH_HELP = (
     "Start at 1.0: the calibrated value, for any step count, sampler and scheduler. If the report says a "
     "result does not explain the measurement (residual well above 1 x noise level), raise it, up to about 3 "
@@ -37,7 +38,7 @@ def strength_input():
 
 
 def mode_input():
-    return io.Combo.Input("guidance_mode", options=list(METHODS), default="dps", tooltip=MODE_HELP)
+    return io.Combo.Input("guidance_mode", options=mode_names(), default=AUTO, tooltip=MODE_HELP)
 
 
 def solver_steps_input():

@@ -95,8 +95,27 @@ METHODS: dict[str, GuidanceMethod] = {m.name: m for m in [
 ]}
 
 
-def method(name: str) -> GuidanceMethod:
-    """The method called `name`, or a ValueError that lists the choices."""
+#: The nodes' default mode: not a method of its own, a choice per measurement (see `method`).
+AUTO = "auto"
+AUTO_DESCRIPTION = ("the default: proximal for linear operators (masks, super-resolution, blur, colourisation, "
+                    "k-space), dps for the others (phase retrieval). Best results at the lowest cost in the pack's "
+                    "measurements; pick a mode yourself to compare.")
+#: What `auto` picks for a linear operator and for a non-linear one.
+AUTO_CHOICE = {True: "proximal", False: "dps"}
+
+
+def mode_names() -> list[str]:
+    """The values of the nodes' guidance_mode: auto first, then every method."""
+    return [AUTO, *METHODS]
+
+
+def method(name: str, measurement=None) -> GuidanceMethod:
+    """The method called `name` (for `auto`, the one it picks for `measurement`), or a ValueError
+    that lists the choices."""
+    if name == AUTO:
+        if measurement is None:
+            raise ValueError("guidance_mode: 'auto' picks a method for a measurement, and none was given")
+        return METHODS[AUTO_CHOICE[bool(measurement.operator.is_linear)]]
     if name not in METHODS:
-        raise ValueError(f"guidance_mode: expected one of {', '.join(METHODS)}, got {name!r}")
+        raise ValueError(f"guidance_mode: expected one of {', '.join(mode_names())}, got {name!r}")
     return METHODS[name]

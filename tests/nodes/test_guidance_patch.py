@@ -65,9 +65,20 @@ def test_strength_zero_is_plain_sampling(setup):
     assert patch.trace.sigmas == []
 
 
+def test_auto_becomes_proximal_for_a_linear_measurement_and_dps_for_phase_retrieval(setup):
+    model, measurement = setup
+    _, patch = guided_model(model, measurement, "auto", 1.0)
+    assert patch.method is METHODS["proximal"]
+    with torch.inference_mode():
+        phase = simulate(torch.rand(1, 3, SIDE, SIDE), PhaseRetrieval(2.0), GaussianNoise(0.05), seed=0)
+    patched, patch = guided_model(model, phase, "auto", 1.0)
+    assert patch.method is METHODS["dps"]
+    assert torch.isfinite(sample(patched)).all() and len(patch.trace.sigmas) == 2
+
+
 def test_bad_settings_are_clear_errors(setup):
     model, measurement = setup
-    with pytest.raises(ValueError, match="guidance_mode: expected one of dps, fast"):
+    with pytest.raises(ValueError, match="guidance_mode: expected one of auto, dps, fast"):
         guided_model(model, measurement, "nope", 1.0)
     with pytest.raises(ValueError, match="guidance_strength: expected a finite number >= 0, got -1"):
         guided_model(model, measurement, "dps", -1.0)

@@ -6,7 +6,7 @@ import inspect
 import pytest
 import torch
 
-from comfyui_dps.dps.guidance import METHODS, GuidanceMethod, method
+from comfyui_dps.dps.guidance import METHODS, GuidanceMethod, method, mode_names
 from comfyui_dps.dps.measurement import Measurement
 from comfyui_dps.dps.noise import GaussianNoise
 from comfyui_dps.dps.operators import Inpainting, PhaseRetrieval
@@ -53,8 +53,17 @@ def test_steps_reach_only_the_methods_that_iterate():
 
 
 def test_an_unknown_name_is_a_clear_error():
-    with pytest.raises(ValueError, match="guidance_mode: expected one of dps, fast, pigdm.*'dsp'"):
+    with pytest.raises(ValueError, match="guidance_mode: expected one of auto, dps, fast, pigdm.*'dsp'"):
         method("dsp")
+
+
+def test_auto_picks_proximal_for_linear_operators_and_dps_for_the_others():
+    linear = Measurement(torch.rand(1, 3, 8, 8), Inpainting(torch.zeros(8, 8)), GaussianNoise(0.1))
+    phase = Measurement(torch.rand(1, 3, 16, 16), PhaseRetrieval(2.0), GaussianNoise(0.1))
+    assert method("auto", linear) is METHODS["proximal"] and method("auto", phase) is METHODS["dps"]
+    assert mode_names()[0] == "auto" and set(mode_names()[1:]) == set(METHODS)
+    with pytest.raises(ValueError, match="guidance_mode: 'auto' picks a method for a measurement"):
+        method("auto")
 
 
 def test_a_method_that_needs_a_linear_operator_refuses_a_non_linear_one():
