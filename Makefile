@@ -25,8 +25,9 @@ lint: $(LINT)/comfy
 	$(LINT)/ruff check tests scripts bench testkit
 	cd "$(CURDIR)" && $(LINT)/comfy --skip-prompt --no-enable-telemetry node validate
 
+# Options: make demo MODE=dps SAMPLES=4 (default: the workflows' mode, auto, and 8 samples per run).
 demo: host
-	$(PY) scripts/demo.py
+	$(PY) scripts/demo.py $(if $(MODE),--mode $(MODE)) $(if $(SAMPLES),--samples $(SAMPLES))
 
 bench: host
 	$(PY) bench/run_all.py

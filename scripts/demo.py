@@ -11,12 +11,14 @@ What it does, in order:
 4. recomputes each workflow's measurement y with the engine (`dps`, same operator, noise and
    seed; checked against the degraded picture the workflow previewed) and restores it with a
    classical method: bicubic upsampling, biharmonic inpainting, Wiener deconvolution;
-5. writes demo-output/: the DPS results, one figure per task (measurement, baseline, DPS, ground
-   truth, with PSNR / SSIM), results.md and results.json, and prints the table.
+5. writes demo-output/: the results, one figure per task (measurement, baseline, one sample, the
+   mean of --samples posterior samples, their per-pixel spread, ground truth, with PSNR / SSIM),
+   results.md and results.json, and prints the table (single samples and their mean).
 
 Exit status 1 if anything failed (a prompt error, a missing output, a non-finite result).
 
     .venv/bin/python scripts/demo.py [--size 128] [--photos astronaut,coffee] [--steps N]
+        [--mode auto|dps|fast|pigdm|proximal|moment] [--samples 8]
     .venv/bin/python scripts/demo.py --update-docs    # also refresh docs/images/demo-*.png
 """
 
@@ -267,9 +269,10 @@ def prepare_prompt(workflow: dict, object_info: dict, image_name: str, tag: str,
     prompt = ui_to_api(workflow, object_info)
     prompt[find(prompt, "DPSExampleImage")]["inputs"].update(photo=image_name, size=args.size)
     sampler = prompt[find(prompt, "DPSKSampler")]["inputs"]
-    for key in ("steps", "sampler_name", "guidance_strength", "seed", "scheduler"):
+    for key in ("steps", "sampler_name", "guidance_strength", "seed", "scheduler", "guidance_mode"):
         if getattr(args, key) is not None:
             sampler[key] = getattr(args, key)
+    prompt[find(prompt, "DPSEmptyLatent")]["inputs"]["batch_size"] = args.samples
     save = prompt[find(prompt, "SaveImage")]["inputs"]
     save["filename_prefix"] = f"{save['filename_prefix']}_{tag}"
     return prompt
@@ -293,7 +296,11 @@ def run_one(server, object_info, task: str, name: str, truth_u8: np.ndarray, out
     saved = output_images(result, find(prompt, "SaveImage"))
     if not saved:
         raise RuntimeError("the workflow saved no image")
-    restored = load_png(server.output_file(saved[0]))
+    if len(saved) != args.samples:
+        raise RuntimeError(f"the workflow saved {len(saved)} images, expected {args.samples} samples")
+    samples = np.stack([load_png(server.output_file(info)) for info in saved])
+    restored = samples[0]
+    mean = samples.mean(axis=0)
     sim_id = find(prompt, "DPSSimulateMeasurement")
     degraded_nodes = [n for n in consumers(prompt, sim_id, 1) if prompt[n]["class_type"] == "PreviewImage"]
     degraded_info = output_images(result, degraded_nodes[0]) if degraded_nodes else []
@@ -326,6 +333,8 @@ def run_one(server, object_info, task: str, name: str, truth_u8: np.ndarray, out
 
     stem = f"{task}_{name}"
     Image.fromarray((restored * 255).round().astype(np.uint8)).save(out_dir / f"{stem}_dps.png")
+    Image.fromarray((mean * 255).round().astype(np.uint8)).save(out_dir / f"{stem}_mean.png")
+    spread = samples.std(axis=0, ddof=1).mean(axis=-1) if len(samples) > 1 else np.zeros(truth.shape[:2])
     Image.fromarray((base * 255).round().astype(np.uint8)).save(out_dir / f"{stem}_baseline.png")
     Image.fromarray((degraded * 255).round().astype(np.uint8)).save(out_dir / f"{stem}_measurement.png")
     Image.fromarray(truth_u8).save(out_dir / f"{stem}_truth.png")
@@ -337,15 +346,22 @@ def run_one(server, object_info, task: str, name: str, truth_u8: np.ndarray, out
         "baseline": base_text,
         "psnr_baseline": psnr(truth, base), "ssim_baseline": ssim(truth, base),
         "psnr_dps": psnr(truth, restored), "ssim_dps": ssim(truth, restored),
+        "samples": len(samples),
+        "psnr_single_mean": float(np.mean([psnr(truth, x) for x in samples])),
+        "ssim_single_mean": float(np.mean([ssim(truth, x) for x in samples])),
+        "psnr_posterior_mean": psnr(truth, mean), "ssim_posterior_mean": ssim(truth, mean),
+        "spread": float(spread.mean()),
         "psnr_measurement": psnr(truth, degraded) if degraded.shape == truth.shape else None,
-        "residual": residuals[0], "report": report.strip(),
+        "residual": float(np.mean(residuals)), "report": report.strip(),
         "settings": {k: sampler[k] for k in ("steps", "sampler_name", "scheduler", "guidance_strength",
                                             "guidance_mode", "seed")},
         "measurement": measurement.operator.name + ", " + measurement.noise.describe(),
-        "images": {"measurement": degraded, "baseline": base, "dps": restored, "truth": truth},
+        "images": {"measurement": degraded, "baseline": base, "dps": restored, "mean": mean, "spread": spread,
+                   "truth": truth},
     }
     log(f"    done in {seconds:.0f} s ({cpu:.0f} s of CPU): PSNR {row['psnr_baseline']:.2f} dB ({base_text.split(' (')[0].split(',')[0]})"
-        f" -> {row['psnr_dps']:.2f} dB (DPS); residual {row['residual']:.2f} x noise level")
+        f" -> {row['psnr_single_mean']:.2f} dB (single samples, mean of {len(samples)}), "
+        f"{row['psnr_posterior_mean']:.2f} dB (posterior mean); residual {row['residual']:.2f} x noise level")
     return row
 
 
@@ -356,18 +372,25 @@ def figure(task: str, rows: list[dict], path: pathlib.Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(len(rows), 4, figsize=(9.6, 2.75 * len(rows) + 0.35), squeeze=False)
+    fig, axes = plt.subplots(len(rows), 6, figsize=(14.4, 2.75 * len(rows) + 0.35), squeeze=False)
     base_name = TASKS[task][1]
     for r, row in enumerate(rows):
         images = row["images"]
         panels = [
             (images["measurement"], "measurement y"),
             (images["baseline"], f"{base_name}\n{row['psnr_baseline']:.2f} dB / SSIM {row['ssim_baseline']:.3f}"),
-            (images["dps"], f"DPS (demo prior)\n{row['psnr_dps']:.2f} dB / SSIM {row['ssim_dps']:.3f}"),
+            (images["dps"], f"one sample ({row['settings']['guidance_mode']})\n{row['psnr_dps']:.2f} dB / SSIM "
+                            f"{row['ssim_dps']:.3f}"),
+            (images["mean"], f"mean of {row['samples']} samples\n{row['psnr_posterior_mean']:.2f} dB / SSIM "
+                             f"{row['ssim_posterior_mean']:.3f}"),
+            (images["spread"], f"std across samples\n(black 0, yellow {max(images['spread'].max(), 1e-6):.3f})"),
             (images["truth"], f"ground truth ({row['photo']})"),
         ]
         for ax, (image, title) in zip(axes[r], panels, strict=True):
-            ax.imshow(np.clip(image, 0, 1), interpolation="nearest")
+            if image.ndim == 2:
+                ax.imshow(image, cmap="inferno", vmin=0, vmax=max(image.max(), 1e-6), interpolation="nearest")
+            else:
+                ax.imshow(np.clip(image, 0, 1), interpolation="nearest")
             ax.set_title(title, fontsize=9)
             ax.set_axis_off()
     fig.suptitle(rows[0]["measurement"], fontsize=10)
@@ -378,14 +401,16 @@ def figure(task: str, rows: list[dict], path: pathlib.Path) -> None:
 
 def table(rows: list[dict]) -> str:
     lines = [
-        "| task | photo | baseline | PSNR baseline | PSNR DPS | SSIM baseline | SSIM DPS | residual | time |",
-        "|---|---|---|---:|---:|---:|---:|---:|---:|",
+        "| task | photo | baseline | PSNR baseline / single samples / posterior mean | "
+        "SSIM baseline / single / mean | residual | spread | time |",
+        "|---|---|---|---|---|---:|---:|---:|",
     ]
     for row in rows:
         lines.append(
             f"| {TASK_TITLES[row['task']]} | {row['photo']} | {TASKS[row['task']][1]} | "
-            f"{row['psnr_baseline']:.2f} dB | {row['psnr_dps']:.2f} dB | {row['ssim_baseline']:.3f} | "
-            f"{row['ssim_dps']:.3f} | {row['residual']:.2f} | {row['seconds']:.0f} s |"
+            f"{row['psnr_baseline']:.2f} / {row['psnr_single_mean']:.2f} / {row['psnr_posterior_mean']:.2f} dB | "
+            f"{row['ssim_baseline']:.3f} / {row['ssim_single_mean']:.3f} / {row['ssim_posterior_mean']:.3f} | "
+            f"{row['residual']:.2f} | {row['spread']:.3f} | {row['seconds']:.0f} s |"
         )
     return "\n".join(lines)
 
@@ -434,6 +459,10 @@ def parse_args(argv=None):
     p.add_argument("--scheduler", default=None, help="override the workflows' scheduler")
     p.add_argument("--guidance_strength", type=float, default=None, help="override the guidance strength")
     p.add_argument("--seed", type=int, default=None, help="override the DPS KSampler seed")
+    p.add_argument("--guidance_mode", "--mode", dest="guidance_mode", default=None,
+                   help="override the workflows' guidance mode (auto, dps, fast, pigdm, proximal, moment)")
+    p.add_argument("--samples", type=int, default=8,
+                   help="posterior samples per run (one batch); the table gives single samples and their mean")
     p.add_argument("--update-docs", action="store_true", help="also write the figures to docs/images/demo-*.png")
     p.add_argument("--thumbnails", action="store_true",
                    help="with --update-docs, also replace the workflow thumbnails by measurement | DPS pictures")
@@ -454,6 +483,8 @@ def main(argv=None) -> int:
             raise SystemExit(f"--tasks: unknown task {task!r} (choose from {', '.join(TASKS)})")
     if args.size % 16 or not 32 <= args.size <= 512:
         raise SystemExit("--size: expected a multiple of 16 between 32 and 512")
+    if not 1 <= args.samples <= 64:
+        raise SystemExit("--samples: expected 1 to 64 posterior samples per run")
     if not WEIGHTS.is_file():
         raise SystemExit(f"the demo prior's weights are missing: {WEIGHTS}")
     out_dir = pathlib.Path(args.out)

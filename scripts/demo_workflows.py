@@ -28,13 +28,12 @@ WORKFLOWS = ROOT / "workflows"
 
 #: The bundled photograph the workflows start from (DPS Example Image: photo, size).
 DEMO_IMAGE = ("astronaut", 128)
-#: Sampling settings shared by the four workflows; each task may override some (TASKS below).
-#: Chosen with scripts/demo_tune.py on a photograph that is neither a training nor a test photo
-#: (see docs/demo.md): with this small prior, strength 2 explained the measurement where the
-#: calibrated 1.0 often stayed at 3x the noise level; 4 and more made some runs diverge; more than
-#: 50-100 steps and dpmpp_2m instead of euler_ancestral did not help.
-SAMPLER = {"seed": 0, "steps": 100, "sampler_name": "euler_ancestral", "scheduler": "normal",
-           "guidance_strength": 2.0, "guidance_mode": "dps"}
+#: Sampling settings shared by the four workflows: DPS KSampler's own defaults (guidance_mode auto,
+#: which is proximal for these linear operators; strength 1; 50 steps of euler_ancestral), what a
+#: user gets without tuning. With `dps` this small prior needed strength 2 and 100 steps (tuned with
+#: scripts/demo_tune.py on a photograph that is neither a training nor a test photo, docs/demo.md).
+SAMPLER = {"seed": 0, "steps": 50, "sampler_name": "euler_ancestral", "scheduler": "normal",
+           "guidance_strength": 1.0, "guidance_mode": "auto"}
 
 #: The value of the "control after generate" widget that the frontend adds after the sampler's seed
 #: (its default is "randomize"): keep the seed, so that a re-run repeats the result. The operator
@@ -108,8 +107,8 @@ class Graph:
 
 NOTE_COMMON = (
     "\n\nRuns as is: the photo (DPS Example Image) and the demo prior ship with the pack, nothing to "
-    "download. Press Run: 100 steps, about 30 s on 2 CPU cores at 128 px (fewer steps: faster, looser "
-    "fit; guidance_mode dps is the most faithful). The result is saved as "
+    "download. Press Run: 50 steps at 128 px (guidance_mode auto: proximal "
+    "here, no backward pass; moment is the most accurate and the slowest). The result is saved as "
     "dps_demo/<task>_*.png; the report says whether it explains the measurement (residual near "
     "1 x noise level).\n\n"
     "Try: the other photo, or a size from 64 to 256 (a multiple of 16; the demo prior is small), or your "
@@ -141,7 +140,6 @@ TASKS = {
         "title": "box inpainting (a 40x40 hole)",
         "prefix": "dps_demo/inpainting_box",
         "noise_level": 0.02,
-        "sampler": {"guidance_strength": 1.0},
         "note": ("DPS demo: box inpainting\n\n"
                  "A 40x40 hole (white = 1 = missing) is cut out and noise (std 0.02) is added to the rest. "
                  "Move it with Mask Composite's x and y, resize it with the second Solid Mask. The demo "

@@ -8,7 +8,7 @@ and `--preview-method auto` (latent previews inside the sampler).
   with elementFromPoint on a grid over each node); DPS KSampler has room below its widgets for the latent
   preview; the demo workflows' Notes show all their text, at 9 px or more on screen.
 - Each demo template, opened from the template browser (Templates -> ComfyUI-DPS -> its card) and queued
-  with the page's Run button, runs to completion as shipped (100 steps at 128 px: about 30 s each on 2 quiet
+  with the page's Run button, runs to completion as shipped (50 steps at 128 px, guidance_mode auto: about 30 s each on 2 quiet
   CPU cores) and the output of every Save Image, Preview Image and Preview as Text node reaches the page.
 - Each Stable Diffusion / Flux workflow, queued as loaded: the only nodes the server rejects are the model
   loaders (no models on a fresh install) and a Load Image whose title says which photo to upload; every
