@@ -25,7 +25,8 @@ lint: $(LINT)/comfy
 	$(LINT)/ruff check tests scripts bench testkit
 	cd "$(CURDIR)" && $(LINT)/comfy --skip-prompt --no-enable-telemetry node validate
 
-# Options: make demo MODE=dps SAMPLES=4 (default: the workflows' mode, auto, and 8 samples per run).
+# Options: make demo MODE=dps SAMPLES=8 (default: the workflows' mode, auto, and 4 samples per run; on a
+# CPU the time grows with the samples, and 4 keeps the default run near 10 minutes on 2 cores).
 demo: host
 	$(PY) scripts/demo.py $(if $(MODE),--mode $(MODE)) $(if $(SAMPLES),--samples $(SAMPLES))
 

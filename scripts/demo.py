@@ -461,7 +461,7 @@ def parse_args(argv=None):
     p.add_argument("--seed", type=int, default=None, help="override the DPS KSampler seed")
     p.add_argument("--guidance_mode", "--mode", dest="guidance_mode", default=None,
                    help="override the workflows' guidance mode (auto, dps, fast, pigdm, proximal, moment)")
-    p.add_argument("--samples", type=int, default=8,
+    p.add_argument("--samples", type=int, default=4,
                    help="posterior samples per run (one batch); the table gives single samples and their mean")
     p.add_argument("--update-docs", action="store_true", help="also write the figures to docs/images/demo-*.png")
     p.add_argument("--thumbnails", action="store_true",
