@@ -87,6 +87,18 @@ def table(results, modes) -> str:
     return "\n".join(lines)
 
 
+def compact_table(results, modes) -> str:
+    """One row per configuration, each cell the modes' values in `modes` order (for the README)."""
+    order = " / ".join(modes)
+    lines = [f"| operator | family | sampler | distance ({order}) | variance ratio | residual / noise |",
+             "|---|---|---|---|---|---|"]
+    for r in results:
+        cells = [" / ".join(f"{r[m][key]:{fmt}}" for m in modes)
+                 for key, fmt in (("distance", ".3f"), ("variance_ratio", ".2f"), ("residual", ".2f"))]
+        lines.append(f"| {r['operator']} | {r['family']} | {r['sampler']} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--count", type=int, default=200, help="samples per configuration")
@@ -96,7 +108,13 @@ def main():
     parser.add_argument("--samplers", nargs="+", choices=SAMPLERS, default=SAMPLERS)
     parser.add_argument("--modes", nargs="+", choices=MODES, default=MODES)
     parser.add_argument("--json", type=pathlib.Path, help="also write the rows here")
+    parser.add_argument("--table-from", type=pathlib.Path, nargs="+",
+                        help="no sampling: print the compact table of these --json files")
     args = parser.parse_args()
+    if args.table_from:
+        results = [row for path in args.table_from for row in json.loads(path.read_text())]
+        print(compact_table(results, [m for m in MODES if all(m in r for r in results)]))
+        return
     results = rows(args.count, args.steps, args.operators, args.families, args.samplers, args.modes)
     print(table(results, args.modes))
     if args.json:
