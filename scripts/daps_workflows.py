@@ -110,9 +110,9 @@ def demo_phase_retrieval():
         "oversampling (DPS Phase Retrieval Operator) under Gaussian noise 0.02; DAPS samples an image whose "
         "Fourier magnitudes match. Phase retrieval cannot tell an image from its 180-degree rotation, so either "
         "may come out. The demo prior is a pixel model: leave the DAPS sampler's vae empty.\n\n" + DAPS_SETTINGS +
-        "\n\nOn the exact checks (README, DAPS section) DAPS explains phase-retrieval measurements far more often "
-        "than DPS KSampler's dps mode; some seeds still stop in a wrong basin (residual well above 1): try "
-        "another seed."], size=(340, 700))
+        "\n\nMeasured (README, DAPS section; 64 px photos, 25 levels): 3 of 8 DAPS samples per photo explained "
+        "the measurement (residual within 1.2x the noise), none of DPS KSampler's dps mode; the others stop just "
+        "above the noise level or in a wrong basin: try another seed."], size=(340, 700))
     prior = g.node("DPSLoadDemoPrior", 0, 4, [], [], [("model", "MODEL"), ("vae", "VAE"),
                                                      ("conditioning", "CONDITIONING")], size=(340, 120))
     simulate = measured(g, "astronaut", 64, "DPSPhaseRetrievalOperator", [2.0], 0.02)
