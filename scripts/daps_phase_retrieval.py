@@ -4,7 +4,7 @@ The held-out photographs (astronaut, coffee; never seen by the demo prior) at --
 with Fourier phase retrieval (oversampling 2) under Gaussian noise 0.02 (the demo workflows' level),
 then sampled --seeds times (one batch: every sample is independent of its batch mates) by
   - DAPS: the DPS DAPS Sampler's KSAMPLER through ComfyUI's sampling, 'normal' sigmas, defaults;
-  - dps: the guidance patch of DPS KSampler with euler_ancestral, guidance strength 2.0 (the demo's).
+  - dps: the guidance patch of DPS KSampler with euler_ancestral, guidance strength 2.0 (the demo workflows' setting until ba371ed).
 Per method and photo: the share of samples whose residual is within 1.2x the noise level, and the PSNR
 against the truth (the better of the sample and its 180-degree rotation: |FFT| cannot tell them apart).
 Dev tool, not shipped:
