@@ -65,7 +65,7 @@ def test_strength_zero_is_plain_sampling(setup):
     assert patch.trace.sigmas == []
 
 
-def test_auto_becomes_proximal_for_a_linear_measurement_and_dps_for_phase_retrieval(setup):
+def test_auto_becomes_proximal_for_a_blur_measurement_and_dps_for_phase_retrieval(setup):
     model, measurement = setup
     _, patch = guided_model(model, measurement, "auto", 1.0)
     assert patch.method is METHODS["proximal"]
