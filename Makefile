@@ -32,6 +32,7 @@ demo: host
 
 bench: host
 	$(PY) bench/run_all.py
+	$(PY) bench/bench_modes.py
 
 clean:
 	rm -rf .venv .venv-lint .host demo-output
