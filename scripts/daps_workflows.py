@@ -16,7 +16,11 @@ from PIL import Image, ImageDraw
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 WORKFLOWS = ROOT / "workflows"
-COLUMN, ROW = 380, 230  # grid pitch on the canvas; nodes are at most 340 x 190
+COLUMN, ROW = 330, 220  # grid pitch on the canvas; nodes are at most 300 x 190 (plus a 30 px title bar)
+#: Saved views (as the other workflows): the demo at 0.9, where its Note reads at 9 px, with canvas (0, 0)
+#: below the tab bar and the Run toolbar; the model workflows, which hold more nodes, at 0.62.
+DEMO_VIEW = {"scale": 0.9, "offset": [85, 150]}
+MODEL_VIEW = {"scale": 0.62, "offset": [129, 256]}
 
 DAPS_SETTINGS = (
     "DPS DAPS Sampler settings: langevin_steps 20 and step_size 0.5 are the defaults that need no tuning "
@@ -34,7 +38,7 @@ class Graph:
     def __init__(self):
         self.nodes, self.links = [], []
 
-    def node(self, kind, col, row, widgets=None, inputs=(), outputs=(), size=(340, 190)):
+    def node(self, kind, col, row, widgets=None, inputs=(), outputs=(), size=(300, 190)):
         node = {"id": len(self.nodes) + 1, "type": kind, "pos": [col * COLUMN, row * ROW + 40], "size": list(size),
                 "flags": {}, "order": len(self.nodes), "mode": 0,
                 "inputs": [{"name": name, "type": kind_, "link": None} for name, kind_ in inputs],
@@ -51,13 +55,14 @@ class Graph:
         source["outputs"][slot]["links"].append(link_id)
         target["inputs"][target_slot]["link"] = link_id
 
-    def workflow(self):
+    def workflow(self, view=MODEL_VIEW):
         return {"id": "00000000-0000-4000-8000-0000000000d3", "revision": 0, "last_node_id": len(self.nodes),
                 "last_link_id": len(self.links), "nodes": self.nodes, "links": self.links, "groups": [],
-                "config": {}, "extra": {"ds": {"scale": 0.8, "offset": [0, 0]}}, "version": 0.4}
+                "config": {}, "extra": {"ds": dict(view)}, "version": 0.4}
 
 
-def sampling_tail(g, model, measurement, vae, guider, scheduler, steps, prefix, vae_for_daps=True, col=3):
+def sampling_tail(g, model, measurement, vae, guider, scheduler, steps, prefix, vae_for_daps=True, col=3,
+                  save_height=420):
     """DAPS sampler, sigmas, noise, latent, SamplerCustomAdvanced, decode and save; vae = (node, output slot)."""
     daps = g.node("DPSDAPSSampler", col, 0, [20, 0.5, "denoiser (1 call)"],
                   [("measurement", "DPS_MEASUREMENT"), ("vae", "VAE")], [("sampler", "SAMPLER")])
@@ -85,7 +90,7 @@ def sampling_tail(g, model, measurement, vae, guider, scheduler, steps, prefix, 
     decode = g.node("VAEDecode", col + 1, 1, [], [("samples", "LATENT"), ("vae", "VAE")], [("IMAGE", "IMAGE")])
     g.link(run, 0, decode, "samples")
     g.link(vae_node, vae_slot, decode, "vae")
-    save = g.node("SaveImage", col + 1, 2, [prefix], [("images", "IMAGE")], [], size=(340, 420))
+    save = g.node("SaveImage", col + 1, 2, [prefix], [("images", "IMAGE")], [], size=(300, save_height))
     g.link(decode, 0, save, "images")
 
 
@@ -97,7 +102,7 @@ def measured(g, photo, size, operator, widgets, noise_level, col=1):
                       [("measurement", "DPS_MEASUREMENT"), ("degraded", "IMAGE")])
     g.link(image, 0, simulate, "image")
     g.link(op, 0, simulate, "operator")
-    preview = g.node("PreviewImage", col, 3, [], [("images", "IMAGE")], [], size=(340, 320))
+    preview = g.node("PreviewImage", col, 3, [], [("images", "IMAGE")], [], size=(300, 200))
     g.link(simulate, 1, preview, "images")
     return simulate
 
@@ -112,21 +117,29 @@ def demo_phase_retrieval():
         "may come out. The demo prior is a pixel model: leave the DAPS sampler's vae empty.\n\n" + DAPS_SETTINGS +
         "\n\nMeasured (README, DAPS section; 64 px photos, 25 levels): 3 of 8 DAPS samples per photo explained "
         "the measurement (residual within 1.2x the noise), none of DPS KSampler's dps mode; the others stop just "
-        "above the noise level or in a wrong basin: try another seed."], size=(340, 700))
-    prior = g.node("DPSLoadDemoPrior", 0, 4, [], [], [("model", "MODEL"), ("vae", "VAE"),
-                                                     ("conditioning", "CONDITIONING")], size=(340, 120))
+        "above the noise level or in a wrong basin: try another seed."], size=(300, 640))
+    prior = g.node("DPSLoadDemoPrior", 2, 1, [], [], [("model", "MODEL"), ("vae", "VAE"),
+                                                     ("conditioning", "CONDITIONING")], size=(300, 120))
     simulate = measured(g, "astronaut", 64, "DPSPhaseRetrievalOperator", [2.0], 0.02)
     guider = g.node("BasicGuider", 2, 0, [], [("model", "MODEL"), ("conditioning", "CONDITIONING")],
                     [("GUIDER", "GUIDER")])
     g.link(prior, 0, guider, "model")
     g.link(prior, 2, guider, "conditioning")
     daps_tail_pixel(g, prior, simulate, guider)
-    return g.workflow()
+    return g.workflow(DEMO_VIEW)
 
 
 def daps_tail_pixel(g, prior, simulate, guider):
     """The pixel model's tail: no VAE into DAPS or the latent (3 channels, full size)."""
-    sampling_tail(g, prior, simulate, (prior, 1), guider, "normal", 50, "DPS/daps-phase-retrieval", vae_for_daps=False)
+    sampling_tail(g, prior, simulate, (prior, 1), guider, "normal", 50, "DPS/daps-phase-retrieval", vae_for_daps=False,
+                  save_height=220)
+    # At the demo's larger view the last column must stay above the minimap: a flat VAE Decode and the
+    # Save Image right under it.
+    for node in g.nodes:
+        if node["type"] == "VAEDecode":
+            node["size"] = [300, 50]
+        if node["type"] == "SaveImage":
+            node["pos"][1] = 370
 
 
 def sd15_super_resolution():
@@ -137,9 +150,9 @@ def sd15_super_resolution():
         "held-out photograph is shrunk 4x (bicubic) with Gaussian noise 0.05; DAPS anneals along the scheduler's "
         "sigmas, and at each level draws a latent whose decoded image explains the small picture (Langevin steps "
         "through the VAE decoder, connected to the DAPS sampler and to DPS Empty Latent). CFGGuider's prompt "
-        "steers the content as in any SD workflow (cfg 4).\n\n" + DAPS_SETTINGS], size=(340, 700))
+        "steers the content as in any SD workflow (cfg 4).\n\n" + DAPS_SETTINGS], size=(300, 700))
     ckpt = g.node("CheckpointLoaderSimple", 0, 4, ["v1-5-pruned-emaonly.safetensors"], [],
-                  [("MODEL", "MODEL"), ("CLIP", "CLIP"), ("VAE", "VAE")], size=(340, 120))
+                  [("MODEL", "MODEL"), ("CLIP", "CLIP"), ("VAE", "VAE")], size=(300, 120))
     simulate = measured(g, "astronaut", 512, "DPSSuperResolutionOperator", [4, "bicubic"], 0.05)
     positive = g.node("CLIPTextEncode", 2, 0, ["a photograph of an astronaut in a white space suit, natural "
                                                "light, sharp focus, detailed"], [("clip", "CLIP")],
@@ -166,11 +179,11 @@ def flux_super_resolution():
         "ComfyUI/models/vae/ae.safetensors (https://huggingface.co/Comfy-Org/Lumina_Image_2.0_Repackaged)\n\n"
         "A flow model: the 'simple' scheduler's sigmas start at 1 (pure noise) and DAPS re-noises with "
         "x = (1 - sigma) x0 + sigma noise. Nothing is differentiated through Flux itself, only through its VAE "
-        "decoder, so DAPS fits where dps does not.\n\n" + DAPS_SETTINGS], size=(340, 700))
-    unet = g.node("UNETLoader", 0, 4, ["flux1-dev.safetensors", "default"], [], [("MODEL", "MODEL")], size=(340, 120))
+        "decoder, so DAPS fits where dps does not.\n\n" + DAPS_SETTINGS], size=(300, 700))
+    unet = g.node("UNETLoader", 0, 4, ["flux1-dev.safetensors", "default"], [], [("MODEL", "MODEL")], size=(300, 120))
     clip = g.node("DualCLIPLoader", 2, 3, ["clip_l.safetensors", "t5xxl_fp16.safetensors", "flux", "default"], [],
                   [("CLIP", "CLIP")])
-    vae = g.node("VAELoader", 0, 5, ["ae.safetensors"], [], [("VAE", "VAE")], size=(340, 120))
+    vae = g.node("VAELoader", 2, 4, ["ae.safetensors"], [], [("VAE", "VAE")], size=(300, 120))
     simulate = measured(g, "astronaut", 512, "DPSSuperResolutionOperator", [4, "bicubic"], 0.05)
     text = g.node("CLIPTextEncode", 2, 0, ["a photograph of an astronaut in a white space suit, natural light, "
                                            "sharp focus, detailed"], [("clip", "CLIP")],
@@ -196,10 +209,11 @@ def fourier_magnitudes(photo):
 
 
 def thumbnail(path, caption, picture=None):
-    canvas = Image.new("RGB", (512, 288), (32, 34, 40))
+    # 400 x 400: the size of the template browser's cards (and of every other workflow's thumbnail).
+    canvas = Image.new("RGB", (400, 400), (32, 34, 40))
     if picture is not None:
-        canvas.paste(picture.convert("RGB").resize((256, 256)), (128, 8))
-    ImageDraw.Draw(canvas).text((12, 268), caption, fill=(235, 235, 235))
+        canvas.paste(picture.convert("RGB").resize((340, 340)), (30, 12))
+    ImageDraw.Draw(canvas).text((12, 370), caption, fill=(235, 235, 235))
     canvas.save(path, format="JPEG", quality=88)
 
 
