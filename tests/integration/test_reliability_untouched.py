@@ -81,9 +81,24 @@ def probed_graph(salt: int = 0) -> tuple[dict, set[tuple[str, str]]]:
         "save_preview": node("DPSTestSaveTensor", filename_prefix="rel_untouched_preview", image=["preview", 0]),
         "save_plot": node("DPSTestSaveTensor", filename_prefix=f"rel_untouched_plot_{salt}", image=["dps", 1]),
         "show_info": node("PreviewAny", source=["info", 0]),
+        # DAPS through SamplerCustomAdvanced: the sampler node only builds the SAMPLER; sampling uses its inputs.
+        "daps": node("DPSDAPSSampler", measurement=["simulate", 0], vae=["vae", 0], langevin_steps=2, step_size=0.5,
+                     x0_estimate="denoiser (1 call)"),
+        "daps_guider": node("BasicGuider", model=["model", 0], conditioning=["cond", 0]),
+        "daps_sigmas": node("BasicScheduler", model=["model", 0], scheduler="normal", steps=2, denoise=1.0),
+        "daps_noise": node("RandomNoise", noise_seed=3),
+        "daps_run": node("SamplerCustomAdvanced", noise=["daps_noise", 0], guider=["daps_guider", 0],
+                         sampler=["daps", 0], sigmas=["daps_sigmas", 0], latent_image=["latent", 0]),
+        # The result nodes: statistics of a batch, measured pixels kept in an inpainting measurement.
+        "batch": node("DPSTestPattern", width=SIZE, height=SIZE, seed=4, batch_size=3),
+        "stats": node("DPSPosteriorStatistics", samples=["batch", 0], heat_scale=0.0, measurement=["measure", 0]),
+        "measure_inpaint": node("DPSMeasurement", image=["picture", 0], operator=["inpaint", 0],
+                                noise_model="gaussian", noise_level=0.05),
+        "keep": node("DPSKeepMeasuredPixels", image=["batch", 0], measurement=["measure_inpaint", 0], feather=2),
     }
     # The barrier: exists only once every DPS node has run.
-    finals = [["dps", 0], ["ksampler", 0], ["preview", 0], ["info", 0], ["latent_for_guided", 0]]
+    finals = [["dps", 0], ["ksampler", 0], ["preview", 0], ["info", 0], ["latent_for_guided", 0], ["daps_run", 0],
+              ["stats", 0], ["keep", 0]]
     barrier = finals[0]
     for index, final in enumerate(finals[1:]):
         graph[f"barrier_{index}"] = node("DPSTestJoin", first=barrier, second=final)
