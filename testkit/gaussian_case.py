@@ -4,19 +4,16 @@ for the `moment` and `proximal` tests."""
 
 import torch
 
-from comfyui_dps.dps.measurement import simulate
+from comfyui_dps.dps.measurement import as_real, simulate
 from comfyui_dps.dps.noise import GaussianNoise
 
 
-def real(t):
-    return torch.view_as_real(t) if t.is_complex() else t
-
-
 def dense(operator, shape):
-    """A as a [m, n] float64 matrix, m counting real numbers of the measurement."""
+    """A as a [m, n] float64 matrix on images of `shape` [C, H, W], one basis image at a time (batch 1,
+    as the measurement sees it), m counting real numbers of the measurement (complex as pairs)."""
     n = torch.Size(shape).numel()
     basis = torch.eye(n, dtype=torch.float64).reshape(n, *shape)
-    return torch.stack([real(operator(e[None])).reshape(-1) for e in basis], dim=1)
+    return torch.stack([as_real(operator(e[None])).reshape(-1) for e in basis], dim=1)
 
 
 class GaussianCase:
@@ -52,7 +49,7 @@ class GaussianCase:
         mean_t = self.mean + (x.reshape(x.shape[0], -1) - alpha * self.mean) @ gain.T
         cov_t = self.cov - gain @ (alpha * self.cov)
         h = self.matrix / 2
-        y = real(self.measurement.y).reshape(-1)
+        y = as_real(self.measurement.y).reshape(-1)
         innovation = y - (mean_t + 1) @ h.T
         system = h @ cov_t @ h.T + self.noise**2 * torch.eye(len(y), dtype=torch.float64)
         return (mean_t + innovation @ torch.linalg.solve(system, h @ cov_t).reshape(len(y), -1)).reshape(x.shape)

@@ -6,38 +6,29 @@ import pytest
 import torch
 
 from comfyui_dps.dps.guidance import cg, gram
+from comfyui_dps.dps.measurement import as_real
 from comfyui_dps.dps.operators import (Colorization, Composition, Convolution, FourierUndersampling, GaussianBlur,
                                        Inpainting, RandomInpainting, SuperResolution)
+from testkit.gaussian_case import dense
 
 SCALE = torch.tensor([0.2, 0.01], dtype=torch.float64)  # a = r^2 c^2 per sample
 
 
-def real(t):
-    return torch.view_as_real(t) if t.is_complex() else t
-
-
-def dense(operator, shape):
-    """A as a [m, n] float64 matrix, m counting real numbers of the measurement."""
-    n = torch.Size(shape).numel()
-    basis = torch.eye(n, dtype=torch.float64).reshape(n, *shape[1:])
-    return torch.stack([real(operator(e[None])).reshape(-1) for e in basis], dim=1)
-
-
 def measurement_like(operator, shape, generator):
     probe = operator(torch.zeros(shape, dtype=torch.float64))
-    b = torch.randn(real(probe).shape, generator=generator, dtype=torch.float64)
+    b = torch.randn(as_real(probe).shape, generator=generator, dtype=torch.float64)
     return torch.view_as_complex(b) if probe.is_complex() else b
 
 
 def dense_solve(operator, b, noise_variance, shape):
-    matrix = dense(operator, (1, *shape[1:]))
+    matrix = dense(operator, shape[1:])
     out = []
     for i in range(b.shape[0]):
-        rb = real(b[i:i + 1]).reshape(-1)
-        variance = torch.broadcast_to(noise_variance, real(b).shape)[i].reshape(-1)
+        rb = as_real(b[i:i + 1]).reshape(-1)
+        variance = torch.broadcast_to(noise_variance, as_real(b).shape)[i].reshape(-1)
         system = SCALE[i] * matrix @ matrix.T + torch.diag(variance)
         out.append(torch.linalg.solve(system, rb))
-    return torch.stack(out).reshape(real(b).shape)
+    return torch.stack(out).reshape(as_real(b).shape)
 
 
 def fractional_mask():
@@ -75,7 +66,7 @@ def test_each_solve_matches_dense_linear_algebra_under_gaussian_noise(name):
     variance = torch.tensor(0.05**2, dtype=torch.float64)
     v = gram.solve(operator, b, scale=SCALE, noise_variance=variance, tolerance=1e-12, max_iterations=500)
     assert v.shape == b.shape and v.dtype == b.dtype
-    torch.testing.assert_close(real(v), dense_solve(operator, b, variance, shape), rtol=1e-8, atol=1e-8)
+    torch.testing.assert_close(as_real(v), dense_solve(operator, b, variance, shape), rtol=1e-8, atol=1e-8)
 
 
 @pytest.mark.parametrize("name", ["inpainting", "average SR", "colourisation", "circular blur", "reflect blur"])

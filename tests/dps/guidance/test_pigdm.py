@@ -10,10 +10,11 @@ import torch
 
 from comfyui_dps.dps.guidance import METHODS, GuidanceTrace, cg, core
 from comfyui_dps.dps.guidance.likelihood import RENDER_SCALE
-from comfyui_dps.dps.measurement import Measurement, simulate
+from comfyui_dps.dps.measurement import Measurement, as_real, simulate
 from comfyui_dps.dps.noise import GaussianNoise, PoissonNoise
 from comfyui_dps.dps.operators import (FourierUndersampling, GaussianBlur, Inpainting, PhaseRetrieval,
                                        RandomInpainting, SuperResolution)
+from testkit.gaussian_case import dense
 
 SHRINK = 0.8
 PIGDM = METHODS["pigdm"].function
@@ -24,16 +25,6 @@ OPERATORS = {
     "reflect blur": lambda: GaussianBlur(3, 0.8),
     "Fourier": lambda: FourierUndersampling(2.0, 0.25, seed=2),
 }
-
-
-def real(t):
-    return torch.view_as_real(t) if t.is_complex() else t
-
-
-def dense(operator, shape):
-    n = torch.Size(shape).numel()
-    basis = torch.eye(n, dtype=torch.float64).reshape(n, *shape)
-    return torch.stack([real(operator(e[None])).reshape(-1) for e in basis], dim=1)
 
 
 def problem(operator, noise=None, batch=2, channels=1):
@@ -52,8 +43,8 @@ def expected(x, measurement, sigma, alpha, strength):
     out = []
     for i in range(x.shape[0]):
         prediction = matrix @ ((denoised[i].reshape(-1) + 1) / 2)
-        residual = real(measurement.y[0]).reshape(-1) - prediction
-        variance = torch.broadcast_to(measurement.noise.std(measurement.y), real(measurement.y).shape)[0]
+        residual = as_real(measurement.y[0]).reshape(-1) - prediction
+        variance = torch.broadcast_to(measurement.noise.std(measurement.y), as_real(measurement.y).shape)[0]
         r2 = sigma[i]**2 / (alpha[i]**2 + sigma[i]**2)
         system = r2 * RENDER_SCALE**2 * matrix @ matrix.T + torch.diag(variance.reshape(-1).square())
         g = SHRINK / 2 * matrix.T @ torch.linalg.solve(system, residual)
