@@ -85,6 +85,22 @@ def prior_covariance_scale(sigma: torch.Tensor, alpha: torch.Tensor) -> torch.Te
     return sigma**2 / (alpha**2 + sigma**2)
 
 
+#: RMS size, in latent units (about unit variance), of the finite-difference probe of a decoder:
+#: large enough to stay above half-precision rounding, small enough to stay local.
+PROBE_SIZE = 1e-2
+
+
+def render_response(render, at: torch.Tensor, rendered: torch.Tensor, direction: torch.Tensor,
+                    dtype: torch.dtype | None = None) -> torch.Tensor:
+    """J_render(at) direction, per sample, by a finite difference: (render(at + eps d) - rendered) / eps
+    with eps making the probe's RMS PROBE_SIZE (`rendered` = render(at); `dtype`: the renderer's input
+    dtype, default at's). Used for decoders, whose forward-mode derivatives are not available."""
+    size = direction.reshape(direction.shape[0], -1).norm(dim=1).reshape(-1, *([1] * (direction.ndim - 1)))
+    epsilon = PROBE_SIZE * direction[0].numel() ** 0.5 / size.clamp(min=1e-30)
+    probe = (at + epsilon * direction).to(dtype or at.dtype)
+    return (at_least_float32(render(probe)) - rendered) / epsilon
+
+
 def per_sample(values: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     """Broadcast a scalar or [B] tensor of sigma/alpha over a [B, ...] sample."""
     values = at_least_float32(values.to(like.device)).reshape(-1)

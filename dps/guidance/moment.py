@@ -29,7 +29,8 @@ import torch
 
 from . import gram
 from .cg import conjugate_gradients
-from .core import at_least_float32, corrected, per_sample, posterior_scale, prior_covariance_scale
+from .core import (at_least_float32, corrected, per_sample, posterior_scale, prior_covariance_scale,
+                   render_response)
 from .likelihood import RENDER_SCALE
 
 #: Cap on CG iterations per sampling step, each a backward pass through the diffusion model.
@@ -37,8 +38,6 @@ MAX_ITERATIONS = 8
 #: Relative residual at which CG stops: the preconditioner is exact for an isotropic covariance,
 #: so most steps need few iterations.
 TOLERANCE = 1e-2
-#: RMS size, in latent units, of the finite-difference probe of the decoder (see proximal.py).
-PROBE_SIZE = 1e-2
 
 
 def moment_guidance(*, x, sigma, alpha, denoise, render, measurement, strength, trace=None,
@@ -59,14 +58,12 @@ def moment_guidance(*, x, sigma, alpha, denoise, render, measurement, strength, 
             (g,) = torch.autograd.grad(image, x_in, grad_outputs=v.to(image.dtype), retain_graph=True)
         return factor * at_least_float32(g)
 
-    def render_response(v: torch.Tensor) -> torch.Tensor:
+    def through_renderer(v: torch.Tensor) -> torch.Tensor:
         """J_R v: exact for pixel rendering, a finite difference of the decoder for latent models."""
         with torch.no_grad():
             if render.affine:
                 return at_least_float32(render(base.to(v.dtype) + v)) - u0
-            size = v.reshape(v.shape[0], -1).norm(dim=1).reshape(-1, *([1] * (v.ndim - 1)))
-            epsilon = PROBE_SIZE * v[0].numel() ** 0.5 / size.clamp(min=1e-30)
-            return (at_least_float32(render((base + epsilon * v).to(base.dtype))) - u0) / epsilon
+            return render_response(render, base, u0, v)
 
     with torch.no_grad():
         residual = measurement.residual(u0)
@@ -76,7 +73,7 @@ def moment_guidance(*, x, sigma, alpha, denoise, render, measurement, strength, 
 
         def apply(w_real: torch.Tensor) -> torch.Tensor:
             pulled = covariance_pullback(operator.adjoint(gram.from_real(w_real, residual)))
-            return gram.as_real(operator(render_response(pulled))) + noise_variance * w_real
+            return gram.as_real(operator(through_renderer(pulled))) + noise_variance * w_real
 
         def precondition(r_real: torch.Tensor) -> torch.Tensor:
             return gram.as_real(gram.solve(operator, gram.from_real(r_real, residual), scale=isotropic,

@@ -26,15 +26,12 @@ from __future__ import annotations
 import torch
 
 from . import gram
-from .core import at_least_float32, corrected, prior_covariance_scale
+from .core import at_least_float32, corrected, prior_covariance_scale, render_response
 from .likelihood import RENDER_SCALE
 
 #: Gradient steps on the latent for latent models: the fit's error falls by a large factor with
 #: each exact line-search step while the decoder is close to linear around D(x_t).
 LATENT_STEPS = 3
-#: RMS size, in latent units (about unit variance), of the finite-difference probe of the decoder's
-#: curvature: large enough to stay above half-precision rounding, small enough to stay local.
-PROBE_SIZE = 1e-2
 
 
 def _per_sample_sum(t: torch.Tensor) -> torch.Tensor:
@@ -71,12 +68,11 @@ def fit_latent(render, z_in: torch.Tensor, image: torch.Tensor, target: torch.Te
             (gradient,) = torch.autograd.grad((image - target).square().sum() / 2, z_in)
         gradient = at_least_float32(gradient)
         with torch.no_grad():
-            size = _per_sample_sum(gradient.square()).sqrt()
-            epsilon = PROBE_SIZE * gradient[0].numel() ** 0.5 / size.clamp(min=1e-30)
-            # J g ~ (render(z + eps g) - render(z)) / eps: the decoder's response along the gradient.
-            response = (render((z + epsilon * gradient).to(dtype)) - image.detach()) / epsilon
+            squared_size = _per_sample_sum(gradient.square())
+            # J g: the decoder's response along the gradient, for the exact line search.
+            response = render_response(render, z, image.detach(), gradient, dtype)
             curvature = _per_sample_sum(response.square())
-            length = torch.where(curvature > 0, size.square() / curvature.clamp(min=1e-30),
+            length = torch.where(curvature > 0, squared_size / curvature.clamp(min=1e-30),
                                  torch.zeros_like(curvature))
             z = z - length * gradient
     return z.to(dtype)
