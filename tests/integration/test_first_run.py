@@ -135,12 +135,27 @@ def test_the_saved_view_reads_well(path, tab):
         assert notes and all(n["fontPx"] >= NOTE_MIN_FONT_PX and n["hidden"] <= 1 for n in notes), notes
 
 
-def card_click(tab, name: str) -> None:
-    """Templates -> this pack's category -> the card named `name` (the template browser loads it)."""
-    tab.evaluate("() => app.extensionManager.command.execute('Comfy.BrowseTemplates')")
-    tab.get_by_text(PACK_NAME, exact=True).first.click(force=True)
-    card = tab.get_by_text(name, exact=True).first
-    card.wait_for(timeout=30_000)
+def card_click(tab, name: str, attempts: int = 3) -> None:
+    """Templates -> this pack's category -> the card named `name` (the template browser loads it).
+
+    The browser opens with an animation; a click that lands while it moves can miss the category, so
+    a card that does not show up within 15 s is looked for again from a freshly opened browser."""
+    for attempt in range(1, attempts + 1):
+        close_dialogs(tab)
+        tab.evaluate("() => app.extensionManager.command.execute('Comfy.BrowseTemplates')")
+        category = tab.get_by_text(PACK_NAME, exact=True).first
+        category.wait_for(timeout=30_000)
+        tab.wait_for_timeout(500)  # the dialog's opening animation
+        category.click(force=True)
+        card = tab.get_by_text(name, exact=True).first
+        try:
+            card.wait_for(timeout=15_000)
+            break
+        except Exception:
+            SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+            tab.screenshot(path=str(SCREENSHOTS / f"template-browser-without-{name}-{attempt}.png"))
+            if attempt == attempts:
+                raise
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     tab.wait_for_timeout(1000)  # thumbnails load lazily
     tab.screenshot(path=str(SCREENSHOTS / "template-browser.png"))
