@@ -33,6 +33,7 @@ demo: host
 bench: host
 	$(PY) bench/run_all.py
 	$(PY) bench/bench_modes.py
+	$(PY) bench/daps_cost.py
 
 clean:
 	rm -rf .venv .venv-lint .host demo-output

@@ -435,7 +435,8 @@ def deepinv_section(deepinv: dict, plan: dict) -> list[str]:
     """Sections 3 (accuracy at equal calls, seconds per step) and 4 (steps to converge)."""
     dlines, race_lines, slines = deepinv_tables(deepinv)
     run = deepinv.get("run")  # set when the section was measured alone (run_all.py --skip-steps)
-    when = (f" Measured alone on {run['measured_on']} in {run['elapsed_s'] / 60:.1f} min (1-minute load average "
+    how = "in an earlier run of all sections that took" if run and run.get("with_other_sections") else "alone in"
+    when = (f" Measured {how} {run['elapsed_s'] / 60:.1f} min on {run['measured_on']} (1-minute load average "
             f"{run['load_average_at_start']:.1f} at start, {run['load_average_at_end']:.1f} at end)."
             if run else "")
     race = deepinv.get("race")
@@ -606,6 +607,19 @@ def rewrite_report(out: pathlib.Path) -> int:
     return 0
 
 
+def kept_deepinv(previous: pathlib.Path) -> dict:
+    """Sections 3 and 4 of the run that wrote `previous`, with when and how busy that run was."""
+    if not previous.exists():
+        raise SystemExit(f"--skip-deepinv keeps sections 3 and 4 of {previous}, which does not exist")
+    earlier = json.loads(previous.read_text(), object_hook=_int_keys)
+    deepinv = earlier["deepinv"]
+    deepinv.setdefault("run", {"measured_on": earlier["measured_on"], "elapsed_s": earlier["elapsed_s"],
+                               "load_average_at_start": earlier["machine"]["load_average_at_start"],
+                               "load_average_at_end": earlier["machine"]["load_average_at_end"],
+                               "with_other_sections": True})
+    return deepinv
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small sizes and few repeats (checks the script)")
@@ -613,6 +627,9 @@ def main():
     parser.add_argument("--skip-steps", action="store_true",
                         help="only sections 3 and 4 (against deepinv, steps to converge); they replace those of the "
                         "results.json in --out, whose other sections are kept")
+    parser.add_argument("--skip-deepinv", action="store_true",
+                        help="only sections 1, 2 and 5 (step cost, growth, SD1.5 size); sections 3 and 4 are kept "
+                        "from the results.json in --out, with the date of the run that measured them")
     parser.add_argument("--operators", action="store_true", help="also run bench/bench_operators.py")
     parser.add_argument("--report-only", action="store_true",
                         help="rewrite results.md from the results.json in --out (no measuring)")
@@ -633,17 +650,19 @@ def main():
         steps = run_step_costs(plan, dev, baseline)
         steps["memory_method"] = baseline.method
         steps["full_size"] = run_full_size(plan, dev)
-    deepinv = run_deepinv(plan, dev)
-    info["load_average_at_end"] = load_average()
-    elapsed = time.perf_counter() - started
-
     out = pathlib.Path(args.out)
     if args.quick and args.out == parser.get_default("out"):
         out = ROOT / "bench" / "out"  # ignored by git: quick runs never replace the real results
+    previous = out / "results.json"
+    deepinv = kept_deepinv(previous) if args.skip_deepinv else run_deepinv(plan, dev)
+    info["load_average_at_end"] = load_average()
+    elapsed = time.perf_counter() - started
     out.mkdir(parents=True, exist_ok=True)
     results = {"machine": info, "plan": {k: v for k, v in plan.items()}, "elapsed_s": elapsed, "steps": steps,
                "deepinv": deepinv, "measured_on": datetime.date.today().isoformat()}
-    previous = out / "results.json"
+    if args.skip_deepinv:
+        results["plan"].update(json.loads(previous.read_text(), object_hook=_int_keys)["plan"])
+        results["plan"].update({k: plan[k] for k in plan if k not in DEEPINV_PLAN_KEYS})
     if steps is None and previous.exists():
         # Only sections 3 and 4 were measured: they replace those of the last full run, which keeps the rest.
         results = json.loads(previous.read_text(), object_hook=_int_keys)
