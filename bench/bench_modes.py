@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import datetime
 import json
 import pathlib
 import sys
@@ -69,9 +70,52 @@ def measure(bench: StepBench, latent: int, repeats: int, vae_name: str) -> dict:
         with counting(modules) as counts:
             fn()  # one step (the timing sampler takes one)
         passes[name] = counts
-    medians, samples = interleaved(calls, repeats, warmup=0) if repeats else ({}, {})
+    # The decoder's work alone, timed in the same rotation: the floor of the modes that skip the UNet's backward.
+    floors = {DECODER_FORWARD: decoder_forward(vae, latent), DECODER_BACKWARD: bench._decoder_floor(vae, latent)}
+    for fn in floors.values():
+        fn()
+    medians, samples = interleaved({**calls, **floors}, repeats, warmup=0) if repeats else ({}, {})
     return {"latent": latent, "pixels": (8 * latent) ** 2, "vae": vae_name, "passes": passes,
-            "seconds": medians, "ratio": {k: v / medians["plain"] for k, v in medians.items()} if medians else {}}
+            "seconds": medians, "ratio": {k: v / medians["plain"] for k, v in medians.items() if k in calls}
+            if medians else {}}
+
+
+DECODER_FORWARD = "decoder forward"
+DECODER_BACKWARD = "decoder forward + input backward"
+
+
+def decoder_forward(vae, latent: int):
+    """One decoder forward of a random latent, no gradient (as proximal's line search and fit make it)."""
+    z = torch.randn(1, 4, latent, latent, generator=torch.Generator().manual_seed(2)).to(vae.device, vae.vae_dtype)
+
+    def run():
+        with torch.no_grad():
+            vae.first_stage_model.decode(z)
+
+    return run
+
+
+def decoder_work(row: dict, mode: str) -> float:
+    """Seconds of the decoder passes a step of `mode` made, from the decoder timed alone: each backward
+    as (forward + input backward), each other forward as a forward."""
+    counts, seconds = row["passes"][mode]["decoder"], row["seconds"]
+    backward = counts["backward"]
+    return backward * seconds[DECODER_BACKWARD] + (counts["forward"] - backward) * seconds[DECODER_FORWARD]
+
+
+def target_lines(rows: list[dict]) -> list[str]:
+    """The issue's cost targets per row: pigdm <= 1.15x dps, proximal <= 1.2x (plain + its decoder work)."""
+    lines = ["| models | decoder forward s | decoder fwd + input bwd s | pigdm / dps (target <= 1.15x) |"
+             " proximal / (plain + its decoder work) (target <= 1.2x) |", "|---|---:|---:|---:|---:|"]
+    for row in rows:
+        seconds = row["seconds"]
+        if DECODER_FORWARD not in seconds:  # not timed, or kept from a run before the decoder was timed alone
+            continue
+        floor = seconds["plain"] + decoder_work(row, "proximal")
+        lines.append(f"| {row['models']} {8 * row['latent']} px | {seconds[DECODER_FORWARD]:.3f} | "
+                     f"{seconds[DECODER_BACKWARD]:.3f} | {seconds['pigdm'] / seconds['dps']:.2f}x | "
+                     f"{seconds['proximal'] / floor:.2f}x |")
+    return lines
 
 
 def table(rows: list[dict]) -> list[str]:
@@ -88,12 +132,26 @@ def table(rows: list[dict]) -> list[str]:
     return lines
 
 
+def kept_full_size_rows(previous: pathlib.Path) -> list[dict]:
+    """The SD1.5-size rows of an earlier run, each marked with that run's date (its seconds compare only
+    with its own plain step)."""
+    if not previous.exists():
+        return []
+    earlier = json.loads(previous.read_text())
+    when = earlier.get("measured_on") or datetime.date.fromtimestamp(previous.stat().st_mtime).isoformat()
+    rows = [row for row in earlier["rows"] if row["models"] != "scaled"]
+    for row in rows:
+        row["models"] = f"{row['models'].split(' (')[0]} (run of {when})"
+    return rows
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="scaled models only, small image, 1 repeat")
     parser.add_argument("--out", default=str(ROOT / "bench"), help="folder for modes_results.md / .json")
     parser.add_argument("--skip-full-size", action="store_true", help="only the scaled models (CPU: the SD1.5-size "
-                        "moment step alone takes minutes)")
+                        "moment step alone takes minutes); the SD1.5-size rows of modes_results.json in --out are kept, "
+                        "marked with the date of their run")
     args = parser.parse_args()
     started = time.perf_counter()
     dev = device()
@@ -113,8 +171,11 @@ def main():
         del bench
     elapsed = time.perf_counter() - started
     out = pathlib.Path(args.out) if not args.quick else ROOT / "bench" / "out"
+    if args.skip_full_size and not args.quick:
+        rows += kept_full_size_rows(out / "modes_results.json")
     out.mkdir(parents=True, exist_ok=True)
-    (out / "modes_results.json").write_text(json.dumps({"machine": info, "elapsed_s": elapsed, "rows": rows},
+    (out / "modes_results.json").write_text(json.dumps({"machine": info, "elapsed_s": elapsed, "rows": rows,
+                                                        "measured_on": datetime.date.today().isoformat()},
                                                        indent=1, default=str))
     text = "\n".join([
         "# Cost of each guidance mode per step (`bench/bench_modes.py`)", "",
@@ -122,6 +183,10 @@ def main():
         f"load average at start {info.get('load_average_at_start')}; {elapsed / 60:.1f} min. "
         "Seconds are medians of interleaved runs of one Euler step; passes are counted per step.", "",
         *table(rows), "",
+        "Targets (ratios of medians in the same rotation). The decoder timed alone on a random latent: a forward"
+        " without gradient, and a forward + backward to its input; proximal's decoder work is its counted"
+        " backward passes at the second price and its other forward passes at the first.", "",
+        *target_lines(rows), "",
     ])
     (out / "modes_results.md").write_text(text)
     print(text)
