@@ -15,10 +15,15 @@ What it does, in order:
    mean of --samples posterior samples, their per-pixel spread, ground truth, with PSNR / SSIM),
    results.md and results.json, and prints the table (single samples and their mean).
 
+--mode daps runs the DPS DAPS Sampler instead of DPS KSampler's guidance: the workflow's DPS KSampler
+becomes DPS DAPS Sampler (its defaults) -> SamplerCustomAdvanced with a CFGGuider, a BasicScheduler and
+RandomNoise on the same model, conditioning, steps, scheduler, cfg and seed. DAPS reports no residual, so
+the demo computes it from the saved samples with the engine's Measurement.normalized_residual.
+
 Exit status 1 if anything failed (a prompt error, a missing output, a non-finite result).
 
     .venv/bin/python scripts/demo.py [--size 128] [--photos astronaut,coffee] [--steps N]
-        [--mode auto|dps|fast|pigdm|proximal|moment] [--samples 8]
+        [--mode auto|dps|fast|pigdm|proximal|moment|daps] [--samples 8]
     .venv/bin/python scripts/demo.py --update-docs    # also refresh docs/images/demo-*.png
 """
 
@@ -178,6 +183,14 @@ def recompute_measurement(prompt: dict, truth: np.ndarray):
     return simulate(x, operator, noise, int(sim["seed"])), operator
 
 
+def saved_residuals(measurement, samples: np.ndarray) -> list[float]:
+    """The normalized residual of each saved sample [N, H, W, C] in [0, 1] against the measurement."""
+    import torch
+
+    pictures = torch.from_numpy(np.ascontiguousarray(samples)).permute(0, 3, 1, 2).to(measurement.y.dtype)
+    return [float(v) for v in measurement.normalized_residual(pictures)]
+
+
 def to_hwc(tensor) -> np.ndarray:
     return tensor[0].detach().double().permute(1, 2, 0).numpy()
 
@@ -262,20 +275,60 @@ def server_cpu_seconds(server) -> float:
         return 0.0
 
 
-def prepare_prompt(workflow: dict, object_info: dict, image_name: str, tag: str, args) -> dict:
+DAPS = "daps"
+
+
+def use_daps(prompt: dict, ksampler_id: str) -> None:
+    """DPS KSampler -> DPS DAPS Sampler (defaults) + SamplerCustomAdvanced on the same model, conditioning,
+    steps, scheduler, cfg and seed; the KSampler's residual plot and report nodes go (DAPS has neither)."""
+    inputs = prompt[ksampler_id]["inputs"]
+    for output in (1, 2):
+        for consumer in consumers(prompt, ksampler_id, output):
+            del prompt[consumer]
+
+    def add(node_id: str, class_type: str, **values) -> list:
+        prompt[node_id] = {"class_type": class_type, "inputs": values, "_meta": {"title": class_type}}
+        return [node_id, 0]
+
+    daps = {"measurement": inputs["measurement"], "langevin_steps": 20, "step_size": 0.5,
+            "x0_estimate": "denoiser (1 call)"}
+    if isinstance(inputs.get("vae"), list):
+        daps["vae"] = inputs["vae"]
+    sampler = add("daps_sampler", "DPSDAPSSampler", **daps)
+    guider = add("daps_guider", "CFGGuider", model=inputs["model"], positive=inputs["positive"],
+                 negative=inputs["negative"], cfg=inputs["cfg"])
+    sigmas = add("daps_sigmas", "BasicScheduler", model=inputs["model"], scheduler=inputs["scheduler"],
+                 steps=inputs["steps"], denoise=inputs["denoise"])
+    noise = add("daps_noise", "RandomNoise", noise_seed=inputs["seed"])
+    # Same id as the KSampler: its LATENT consumers (VAE Decode) now read SamplerCustomAdvanced's output 0.
+    prompt[ksampler_id] = {"class_type": "SamplerCustomAdvanced", "_meta": {"title": "SamplerCustomAdvanced (DAPS)"},
+                           "inputs": {"noise": noise, "guider": guider, "sampler": sampler, "sigmas": sigmas,
+                                      "latent_image": inputs["latent_image"]}}
+
+
+SETTINGS = ("steps", "sampler_name", "scheduler", "guidance_strength", "guidance_mode", "seed")
+
+
+def prepare_prompt(workflow: dict, object_info: dict, image_name: str, tag: str, args) -> tuple[dict, dict]:
+    """The API prompt for one run, and the sampler settings it uses (for the report)."""
     problems = check_workflow(workflow, object_info)
     if problems:
         raise ValueError("workflow problems: " + "; ".join(problems))
     prompt = ui_to_api(workflow, object_info)
     prompt[find(prompt, "DPSExampleImage")]["inputs"].update(photo=image_name, size=args.size)
-    sampler = prompt[find(prompt, "DPSKSampler")]["inputs"]
+    ksampler = find(prompt, "DPSKSampler")
+    sampler = prompt[ksampler]["inputs"]
     for key in ("steps", "sampler_name", "guidance_strength", "seed", "scheduler", "guidance_mode"):
-        if getattr(args, key) is not None:
+        if getattr(args, key) is not None and not (key == "guidance_mode" and args.guidance_mode == DAPS):
             sampler[key] = getattr(args, key)
     prompt[find(prompt, "DPSEmptyLatent")]["inputs"]["batch_size"] = args.samples
+    settings = {k: sampler[k] for k in SETTINGS}
+    if args.guidance_mode == DAPS:
+        use_daps(prompt, ksampler)
+        settings.update(guidance_mode=DAPS, sampler_name="DPS DAPS Sampler (defaults)", guidance_strength=None)
     save = prompt[find(prompt, "SaveImage")]["inputs"]
     save["filename_prefix"] = f"{save['filename_prefix']}_{tag}"
-    return prompt
+    return prompt, settings
 
 
 def output_images(result: dict, node_id: str) -> list[dict]:
@@ -285,8 +338,7 @@ def output_images(result: dict, node_id: str) -> list[dict]:
 def run_one(server, object_info, task: str, name: str, truth_u8: np.ndarray, out_dir: pathlib.Path, args) -> dict:
     workflow_file, _ = TASKS[task]
     workflow = json.loads((WORKFLOWS / workflow_file).read_text())
-    prompt = prepare_prompt(workflow, object_info, name, name, args)
-    sampler = prompt[find(prompt, "DPSKSampler")]["inputs"]
+    prompt, settings = prepare_prompt(workflow, object_info, name, name, args)
     start, cpu_start = time.monotonic(), server_cpu_seconds(server)
     result = server.run_prompt(prompt, timeout=3600.0, on_event=Progress(prompt, start))
     seconds, cpu = time.monotonic() - start, server_cpu_seconds(server) - cpu_start
@@ -307,9 +359,10 @@ def run_one(server, object_info, task: str, name: str, truth_u8: np.ndarray, out
     if not degraded_info:
         raise RuntimeError("the workflow previewed no degraded picture")
     degraded = load_png(server.output_file(degraded_info[0]))
-    plot_nodes = [n for n in consumers(prompt, find(prompt, "DPSKSampler"), 1)
-                  if prompt[n]["class_type"] == "PreviewImage"]
-    report_nodes = [n for n in consumers(prompt, find(prompt, "DPSKSampler"), 2)]
+    daps = settings["guidance_mode"] == DAPS
+    ksampler = None if daps else find(prompt, "DPSKSampler")
+    plot_nodes = [] if daps else [n for n in consumers(prompt, ksampler, 1) if prompt[n]["class_type"] == "PreviewImage"]
+    report_nodes = [] if daps else consumers(prompt, ksampler, 2)
     report = ""
     if report_nodes:
         report = "".join(result["history"]["outputs"].get(report_nodes[0], {}).get("text", []))
@@ -317,11 +370,13 @@ def run_one(server, object_info, task: str, name: str, truth_u8: np.ndarray, out
     truth = truth_u8.astype(np.float32) / 255.0
     if restored.shape != truth.shape:
         raise RuntimeError(f"restored image is {restored.shape}, expected {truth.shape}")
+    measurement, operator = recompute_measurement(prompt, truth)
+    if daps:
+        report = "DAPS: residual of the saved (8-bit) samples, computed here: " + ", ".join(
+            f"residual = {v:.3f} x noise level" for v in saved_residuals(measurement, samples))
     residuals = [float(v) for v in re.findall(r"residual = ([^ ]+) x", report)]
     if not residuals or not all(math.isfinite(v) for v in residuals):
         raise RuntimeError(f"the report has no finite residual: {report!r}")
-
-    measurement, operator = recompute_measurement(prompt, truth)
     shown = np.clip(to_hwc(operator.measurement_to_image(measurement.y)), 0, 1)
     if shown.shape != truth.shape and not (truth.shape[0] % shown.shape[0] or truth.shape[1] % shown.shape[1]):
         # Simulate Measurement previews a smaller measurement enlarged by pixel repetition.
@@ -353,8 +408,7 @@ def run_one(server, object_info, task: str, name: str, truth_u8: np.ndarray, out
         "spread": float(spread.mean()),
         "psnr_measurement": psnr(truth, degraded) if degraded.shape == truth.shape else None,
         "residual": float(np.mean(residuals)), "report": report.strip(),
-        "settings": {k: sampler[k] for k in ("steps", "sampler_name", "scheduler", "guidance_strength",
-                                            "guidance_mode", "seed")},
+        "settings": settings,
         "measurement": measurement.operator.name + ", " + measurement.noise.describe(),
         "images": {"measurement": degraded, "baseline": base, "dps": restored, "mean": mean, "spread": spread,
                    "truth": truth},
@@ -460,7 +514,8 @@ def parse_args(argv=None):
     p.add_argument("--guidance_strength", type=float, default=None, help="override the guidance strength")
     p.add_argument("--seed", type=int, default=None, help="override the DPS KSampler seed")
     p.add_argument("--guidance_mode", "--mode", dest="guidance_mode", default=None,
-                   help="override the workflows' guidance mode (auto, dps, fast, pigdm, proximal, moment)")
+                   help="override the workflows' guidance mode (auto, dps, fast, pigdm, proximal, moment), or daps: "
+                   "the DPS DAPS Sampler instead of DPS KSampler")
     p.add_argument("--samples", type=int, default=4,
                    help="posterior samples per run (one batch); the table gives single samples and their mean")
     p.add_argument("--update-docs", action="store_true", help="also write the figures to docs/images/demo-*.png")
