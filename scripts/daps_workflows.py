@@ -28,7 +28,7 @@ DAPS_SETTINGS = (
     "curvature of the misfit, so it holds for any operator and noise level; lower it to 0.2-0.3 for a more "
     "exact posterior at the cost of slower mixing). x0_estimate 'denoiser (1 call)' is the cheapest; 'ODE (3 "
     "steps)' gives sharper estimates for three times the model calls. The scheduler's steps are the annealing "
-    "levels (50 is the tested setting); each level costs one model call (without a backward pass) plus "
+    "levels (50 for super-resolution; phase retrieval needs 100); each level costs one model call (without a backward pass) plus "
     "langevin_steps decoder forward and backward passes for latent models. Change RandomNoise's seed for "
     "another posterior sample."
 )
@@ -115,9 +115,9 @@ def demo_phase_retrieval():
         "oversampling (DPS Phase Retrieval Operator) under Gaussian noise 0.02; DAPS samples an image whose "
         "Fourier magnitudes match. Phase retrieval cannot tell an image from its 180-degree rotation, so either "
         "may come out. The demo prior is a pixel model: leave the DAPS sampler's vae empty.\n\n" + DAPS_SETTINGS +
-        "\n\nMeasured (README, DAPS section; 64 px photos, 25 levels): 3 of 8 DAPS samples per photo explained "
-        "the measurement (residual within 1.2x the noise), none of DPS KSampler's dps mode; the others stop just "
-        "above the noise level or in a wrong basin: try another seed."], size=(300, 640))
+        "\n\nMeasured (README, DAPS section; 64 px photos, 100 levels as here): 6 and 7 of 8 DAPS samples per "
+        "photo explained the measurement (residual within 1.2x the noise; 3 of 8 with 25 levels), none of DPS KSampler's dps mode at 100 steps; "
+        "the others stop in a wrong basin: try another seed."], size=(300, 640))
     prior = g.node("DPSLoadDemoPrior", 2, 1, [], [], [("model", "MODEL"), ("vae", "VAE"),
                                                      ("conditioning", "CONDITIONING")], size=(300, 120))
     simulate = measured(g, "astronaut", 64, "DPSPhaseRetrievalOperator", [2.0], 0.02)
@@ -131,7 +131,7 @@ def demo_phase_retrieval():
 
 def daps_tail_pixel(g, prior, simulate, guider):
     """The pixel model's tail: no VAE into DAPS or the latent (3 channels, full size)."""
-    sampling_tail(g, prior, simulate, (prior, 1), guider, "normal", 50, "DPS/daps-phase-retrieval", vae_for_daps=False,
+    sampling_tail(g, prior, simulate, (prior, 1), guider, "normal", 100, "DPS/daps-phase-retrieval", vae_for_daps=False,
                   save_height=220)
     # At the demo's larger view the last column must stay above the minimap: a flat VAE Decode and the
     # Save Image right under it.
