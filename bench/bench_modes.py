@@ -12,7 +12,6 @@ cfg 1, batch 1), for the scaled models and, unless --quick, the SD1.5-size UNet 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import datetime
 import json
 import pathlib
@@ -23,7 +22,7 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from bench.common import MemoryBaseline, device, interleaved, load_pack, machine  # noqa: E402
+from bench.common import MemoryBaseline, counting, device, interleaved, load_pack, machine  # noqa: E402
 
 load_pack()
 
@@ -32,27 +31,6 @@ import torch  # noqa: E402
 from bench.step_cost import StepBench  # noqa: E402
 from comfyui_dps.dps.guidance import METHODS  # noqa: E402
 from comfyui_dps.nodes.guidance_patch import guided_model  # noqa: E402
-
-
-@contextlib.contextmanager
-def counting(modules: dict):
-    """{name: {"forward": n, "backward": n}} filled while the block runs."""
-    counts = {name: {"forward": 0, "backward": 0} for name in modules}
-    handles = []
-    for name, module in modules.items():
-        def hook(_module, _inputs, output, name=name):
-            counts[name]["forward"] += 1
-            out = output[0] if isinstance(output, tuple) else output
-            if isinstance(out, torch.Tensor) and out.requires_grad:
-                def on_backward(grad, name=name):
-                    counts[name]["backward"] += 1
-                out.register_hook(on_backward)
-        handles.append(module.register_forward_hook(hook))
-    try:
-        yield counts
-    finally:
-        for handle in handles:
-            handle.remove()
 
 
 def measure(bench: StepBench, latent: int, repeats: int, vae_name: str) -> dict:

@@ -13,6 +13,7 @@ resident size of the process before any model was built is reported.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import gc
 import os
@@ -81,6 +82,27 @@ def interleaved(calls: dict, repeats: int, warmup: int = 1) -> tuple[dict, dict]
             elapsed = timed(run)
             samples[name].extend(result if isinstance(result, list) else [elapsed])
     return {name: statistics.median(values) for name, values in samples.items()}, samples
+
+
+@contextlib.contextmanager
+def counting(modules: dict):
+    """{name: {"forward": n, "backward": n}} filled while the block runs."""
+    counts = {name: {"forward": 0, "backward": 0} for name in modules}
+    handles = []
+    for name, module in modules.items():
+        def hook(_module, _inputs, output, name=name):
+            counts[name]["forward"] += 1
+            out = output[0] if isinstance(output, tuple) else output
+            if isinstance(out, torch.Tensor) and out.requires_grad:
+                def on_backward(grad, name=name):
+                    counts[name]["backward"] += 1
+                out.register_hook(on_backward)
+        handles.append(module.register_forward_hook(hook))
+    try:
+        yield counts
+    finally:
+        for handle in handles:
+            handle.remove()
 
 
 # ----------------------------------------------------------------------------------------------

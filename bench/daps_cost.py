@@ -28,6 +28,7 @@ if str(ROOT) not in sys.path:
 
 import torch  # noqa: E402
 
+from bench.common import counting  # noqa: E402
 from bench.models import VAES, conditioning, sd_like_unet  # noqa: E402  (loads ComfyUI and the pack)
 
 import comfy.sample  # noqa: E402
@@ -49,17 +50,6 @@ CONFIGURATIONS = [("scaled", "TAESD", 32), ("scaled", "AutoencoderKL", 32), ("SD
 OUT = ROOT / "bench"
 
 
-class Counter:
-    """Counts forward calls of a module (the UNet, the decoder) with a forward hook."""
-
-    def __init__(self, module: torch.nn.Module):
-        self.calls = 0
-        self.handle = module.register_forward_hook(self.hook)
-
-    def hook(self, *_):
-        self.calls += 1
-
-
 def run(model, sampler, levels, latent, cond):
     sigmas = torch.linspace(2.0, 1.0, levels + 1)
     with torch.inference_mode():
@@ -79,16 +69,16 @@ def measure(size: str, vae_name: str, side: int) -> dict:
     latent = torch.zeros(1, 4, side, side)
     run(model, samplers["plain euler"], 1, latent, cond)  # warm-up: loads the model
     row = {"size": size, "vae": vae_name, "latent": side}
-    network = Counter(model.model.diffusion_model)
     autoencoder = vae.first_stage_model
-    decoder = Counter(getattr(autoencoder, "taesd_decoder", None) or autoencoder.decoder)
+    modules = {"UNet": model.model.diffusion_model,
+               "decoder": getattr(autoencoder, "taesd_decoder", None) or autoencoder.decoder}
     for name, sampler in samplers.items():
         counts = []
         times = []
         for levels in (1, 3):
-            network.calls = decoder.calls = 0
-            times.append(run(model, sampler, levels, latent, cond))
-            counts.append((network.calls, decoder.calls))
+            with counting(modules) as counted:
+                times.append(run(model, sampler, levels, latent, cond))
+            counts.append((counted["UNet"]["forward"], counted["decoder"]["forward"]))
         per_level = (times[1] - times[0]) / 2
         row[name] = {"per_level_s": per_level, "once_per_run_s": times[0] - per_level,
                      "network_calls_per_level": (counts[1][0] - counts[0][0]) / 2,
