@@ -278,9 +278,10 @@ def server_cpu_seconds(server) -> float:
 DAPS = "daps"
 
 
-def use_daps(prompt: dict, ksampler_id: str) -> None:
-    """DPS KSampler -> DPS DAPS Sampler (defaults) + SamplerCustomAdvanced on the same model, conditioning,
-    steps, scheduler, cfg and seed; the KSampler's residual plot and report nodes go (DAPS has neither)."""
+def use_daps(prompt: dict, ksampler_id: str, object_info: dict) -> None:
+    """DPS KSampler -> DPS DAPS Sampler (its defaults, as the live server declares them) + SamplerCustomAdvanced
+    on the same model, conditioning, steps, scheduler, cfg and seed; the KSampler's residual plot and report
+    nodes go (DAPS has neither)."""
     inputs = prompt[ksampler_id]["inputs"]
     for output in (1, 2):
         for consumer in consumers(prompt, ksampler_id, output):
@@ -290,8 +291,9 @@ def use_daps(prompt: dict, ksampler_id: str) -> None:
         prompt[node_id] = {"class_type": class_type, "inputs": values, "_meta": {"title": class_type}}
         return [node_id, 0]
 
-    daps = {"measurement": inputs["measurement"], "langevin_steps": 20, "step_size": 0.5,
-            "x0_estimate": "denoiser (1 call)"}
+    declared = object_info["DPSDAPSSampler"]["input"]["required"]
+    daps = {name: spec[1]["default"] for name, spec in declared.items() if "default" in spec[1]}
+    daps["measurement"] = inputs["measurement"]
     if isinstance(inputs.get("vae"), list):
         daps["vae"] = inputs["vae"]
     sampler = add("daps_sampler", "DPSDAPSSampler", **daps)
@@ -324,7 +326,7 @@ def prepare_prompt(workflow: dict, object_info: dict, image_name: str, tag: str,
     prompt[find(prompt, "DPSEmptyLatent")]["inputs"]["batch_size"] = args.samples
     settings = {k: sampler[k] for k in SETTINGS}
     if args.guidance_mode == DAPS:
-        use_daps(prompt, ksampler)
+        use_daps(prompt, ksampler, object_info)
         settings.update(guidance_mode=DAPS, sampler_name="DPS DAPS Sampler (defaults)", guidance_strength=None)
     save = prompt[find(prompt, "SaveImage")]["inputs"]
     save["filename_prefix"] = f"{save['filename_prefix']}_{tag}"
