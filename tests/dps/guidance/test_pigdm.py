@@ -1,9 +1,12 @@
 """`pigdm` (dps/guidance/pigdm.py) against its formula where every term is known: a linear
 denoiser D(x) = SHRINK x and pixel rendering (x + 1) / 2, so J = SHRINK / 2 and
 
-    D_y = D + strength * sigma^2 / alpha * J A^T (r^2 c^2 A A^T + Sigma_y)^{-1} (y - A (D + 1) / 2)
+    w = (r^2 c^2 A A^T + Sigma_y)^{-1} (y - A (D + 1) / 2),   d = sigma^2 / alpha * J A^T w,
+    D_y = D + strength * beta * d
 
-computed here with dense float64 matrices."""
+with beta the step scale set by the covariance the model shows along A^T w, computed here with
+dense float64 matrices; and against the exact posterior denoiser of Gaussian priors whose
+variance is not the unit variance that r^2 assumes."""
 
 import pytest
 import torch
@@ -47,9 +50,17 @@ def expected(x, measurement, sigma, alpha, strength):
         variance = torch.broadcast_to(measurement.noise.std(measurement.y), as_real(measurement.y).shape)[0]
         r2 = sigma[i]**2 / (alpha[i]**2 + sigma[i]**2)
         system = r2 * RENDER_SCALE**2 * matrix @ matrix.T + torch.diag(variance.reshape(-1).square())
-        g = SHRINK / 2 * matrix.T @ torch.linalg.solve(system, residual)
+        inverse_noise = 1 / torch.diag(system - r2 * RENDER_SCALE**2 * matrix @ matrix.T)
+        back = matrix.T @ torch.linalg.solve(system, residual)
+        g = SHRINK / 2 * back
         factor = sigma[i]**2 / alpha[i] if alpha[i] >= core.MIN_ALPHA else 0.0
-        out.append(denoised[i] + strength * factor * g.reshape(shape))
+        # <v, d> with v = A_r^T w = back / 2 and d = factor * g: the model's covariance along v.
+        covariance = (back / 2) @ (factor * g)
+        a = covariance / (back @ back)
+        forward = matrix @ back
+        beta = (forward @ (inverse_noise * residual)) / (a * forward @ (inverse_noise * forward) + back @ back)
+        beta = max(float(beta), 0.0) if covariance > 0 else 1.0
+        out.append(denoised[i] + strength * beta * factor * g.reshape(shape))
     return torch.stack(out)
 
 
@@ -71,6 +82,38 @@ def test_pigdm_matches_its_formula_per_sample(name, monkeypatch):
     # The trace holds the normalised residual of the current estimate, as for every method.
     torch.testing.assert_close(torch.tensor(trace.residuals[0], dtype=torch.float64),
                                measurement.normalized_residual((SHRINK * x + 1) / 2))
+
+
+@pytest.mark.parametrize("name", ["random inpainting", "average SR"])
+@pytest.mark.parametrize("prior_std", [0.3, 1.0, 2.0])
+def test_pigdm_is_the_exact_posterior_denoiser_of_an_isotropic_gaussian_prior_of_any_variance(
+        name, prior_std, monkeypatch):
+    """Prior N(mu, s^2 I) in model space: D and Cov[x0 | x_t] = k I are known in closed form, and
+    where A A^T is a multiple of I pigdm must give E[x0 | x_t, y], whatever s (r_t^2 assumes s = 1)."""
+    monkeypatch.setattr(core, "MAX_CORRECTION_RATIO", float("inf"))
+    measurement, x = problem(OPERATORS[name](), batch=3)
+    generator = torch.Generator().manual_seed(4)
+    mu = 0.5 * torch.randn(1, 1, 4, 4, generator=generator, dtype=torch.float64)
+    sigma = torch.tensor([8.0, 1.0, 0.05], dtype=torch.float64)
+    alpha = torch.tensor([1.0, 0.8, 0.95], dtype=torch.float64)
+    s2 = prior_std**2
+    gain = (alpha * s2 / (alpha**2 * s2 + sigma**2)).reshape(-1, 1, 1, 1)
+    k = s2 * sigma**2 / (alpha**2 * s2 + sigma**2)
+
+    def denoise(z):
+        return mu + gain * (z - alpha.reshape(-1, 1, 1, 1) * mu)
+
+    guided = PIGDM(x=x, sigma=sigma, alpha=alpha, denoise=denoise, render=core.PixelRenderer(),
+                   measurement=measurement, strength=1.0)
+    matrix = dense(measurement.operator, x.shape[1:])
+    noise = measurement.noise.std(measurement.y).square()
+    for i in range(x.shape[0]):
+        mean = denoise(x)[i].reshape(-1)
+        residual = measurement.y[0].reshape(-1) - matrix @ ((mean + 1) / 2)
+        image_cov = k[i] / 4  # the renderer halves the spread
+        system = image_cov * matrix @ matrix.T + noise * torch.eye(matrix.shape[0], dtype=torch.float64)
+        exact = mean + 2 * image_cov * matrix.T @ torch.linalg.solve(system, residual)
+        torch.testing.assert_close(guided[i].reshape(-1), exact, rtol=1e-9, atol=1e-10)
 
 
 def test_pigdm_weights_poisson_noise_per_element(monkeypatch):
