@@ -21,14 +21,15 @@ otherwise (gram.py):
 unit variance and uncorrelated, and r_t^2 then misjudges how far to trust y (on the pack's
 correlated Gaussian checks pigdm sat further from the posterior mean than dps on 4 of 5
 operators). The same backward pass measures the model's own covariance along the step: with
-v = A_r^T w, Tweedie's second moment gives v^T Cov[x0 | x_t] v = <v, d>, so
+v = A_r^T w, Tweedie's second moment gives v^T Cov[x0 | x_t] v = <v, d>, which is also
+(A^T w)^T C (A^T w) for the image-space covariance C = J_r Cov[x0 | x_t] J_r^T, so
 
-    a = <v, d> / ||A^T w||^2    (the covariance the model sees along A^T w, in image units)
+    a = <v, d> / ||A^T w||^2    (the Rayleigh quotient of C along A^T w, in image units)
 
 replaces the assumed r_t^2 c^2 at no extra cost. The step is then scaled by beta, the minimiser
 along d of the local posterior objective ||y - A render(D + beta d)||^2_{Sigma_y^-1} + beta^2 d^T Cov^-1 d,
-with A_r d taken as a A A^T w (the covariance isotropic with variance a along the step, as pigdm
-already takes it; exact for pixel models whose covariance is a multiple of I):
+with A_r d = A C A^T w taken as a A A^T w (C isotropic with the variance a it shows along the
+step, as pigdm already takes it isotropic; exact when C is a multiple of I):
 
     beta = <A A^T w, Sigma_y^-1 r> / (a ||A A^T w||^2_{Sigma_y^-1} + ||A^T w||^2),
     D_y(x_t) = D(x_t) + strength * beta * d.
