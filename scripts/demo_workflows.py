@@ -29,7 +29,7 @@ WORKFLOWS = ROOT / "workflows"
 #: The bundled photograph the workflows start from (DPS Example Image: photo, size).
 DEMO_IMAGE = ("astronaut", 128)
 #: Sampling settings shared by the four workflows: DPS KSampler's own defaults (guidance_mode auto,
-#: which is proximal for these linear operators; strength 1; 50 steps of euler_ancestral), what a
+#: which picks proximal, pigdm or dps per operator, each task's "auto"; strength 1; 50 steps of euler_ancestral), what a
 #: user gets without tuning. With `dps` this small prior needed strength 2 and 100 steps (tuned with
 #: scripts/demo_tune.py on a photograph that is neither a training nor a test photo, docs/demo.md).
 SAMPLER = {"seed": 0, "steps": 50, "sampler_name": "euler_ancestral", "scheduler": "normal",
@@ -107,8 +107,8 @@ class Graph:
 
 NOTE_COMMON = (
     "\n\nRuns as is: the photo (DPS Example Image) and the demo prior ship with the pack, nothing to "
-    "download. Press Run: 50 steps at 128 px (guidance_mode auto: proximal "
-    "here, no backward pass; moment is the most accurate and the slowest). The result is saved as "
+    "download. Press Run: 50 steps at 128 px (guidance_mode auto: {auto}; "
+    "moment is the most accurate and the slowest). The result is saved as "
     "dps_demo/<task>_*.png; the report says whether it explains the measurement (residual near "
     "1 x noise level).\n\n"
     "Try: the other photo, or a size from 64 to 256 (a multiple of 16; the demo prior is small), or your "
@@ -120,6 +120,7 @@ NOTE_COMMON = (
 
 TASKS = {
     "super-resolution": {
+        "auto": "proximal here, no backward pass",  # what guidance_mode auto picks for this operator (registry.auto_choice)
         "title": "4x super-resolution",
         "prefix": "dps_demo/super_resolution",
         "noise_level": 0.02,
@@ -129,6 +130,7 @@ TASKS = {
                  "easier problem."),
     },
     "inpainting-random": {
+        "auto": "pigdm here",  # what guidance_mode auto picks for this operator (registry.auto_choice)
         "title": "random inpainting (80% of the pixels missing)",
         "prefix": "dps_demo/inpainting_random",
         "noise_level": 0.02,
@@ -137,6 +139,7 @@ TASKS = {
                  "fills them in. Try missing_fraction 0.92 (the DPS paper's setting) or 0.5."),
     },
     "inpainting-box": {
+        "auto": "dps here",  # what guidance_mode auto picks for this operator (registry.auto_choice)
         "title": "box inpainting (a 40x40 hole)",
         "prefix": "dps_demo/inpainting_box",
         "noise_level": 0.02,
@@ -146,6 +149,7 @@ TASKS = {
                  "prior knows textures, not faces: the hole is filled with texture."),
     },
     "deblur": {
+        "auto": "proximal here, no backward pass",  # what guidance_mode auto picks for this operator (registry.auto_choice)
         "title": "Gaussian deblurring",
         "prefix": "dps_demo/deblur",
         "noise_level": 0.02,
@@ -241,7 +245,7 @@ def build(task: str) -> dict:
                  title="Preview Image (residual plot)")
     g.link(sampler, 1, plot, "images")
     note_at = ((COL[1], 570), (300, 360)) if task == "inpainting-box" else ((COL[0], 290), (300, 640))
-    g.add("Note", *note_at, widgets=[spec["note"] + NOTE_COMMON.format(strength=s["guidance_strength"])],
+    g.add("Note", *note_at, widgets=[spec["note"] + NOTE_COMMON.format(strength=s["guidance_strength"], auto=spec["auto"])],
           title="Note: what this workflow does", color=("#432", "#653"))
     return g.workflow()
 

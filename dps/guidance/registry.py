@@ -19,7 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
-from ..operators.inpainting import _Masking
+from ..operators.inpainting import RandomInpainting, _Masking
 from .dps import dps_guidance
 from .fast import fast_guidance
 from .moment import moment_guidance
@@ -99,17 +99,23 @@ METHODS: dict[str, GuidanceMethod] = {m.name: m for m in [
 
 #: The nodes' default mode: not a method of its own, a choice per measurement (see `method`).
 AUTO = "auto"
-AUTO_DESCRIPTION = ("the default: proximal for super-resolution, blur, colourisation and k-space; dps for "
-                    "inpainting masks and non-linear operators (phase retrieval). The best of the cheap modes in "
-                    "the pack's measurements; pick a mode yourself to compare.")
+AUTO_DESCRIPTION = ("the default: proximal for super-resolution, blur, colourisation and k-space; pigdm for "
+                    "random (scattered) inpainting masks; dps for masks with holes (Inpainting Operator) and "
+                    "non-linear operators (phase retrieval). The best per task in the pack's measurements; pick a "
+                    "mode yourself to compare.")
 
 
 def auto_choice(operator) -> str:
-    """What `auto` picks for `operator`. proximal fills nothing in by itself: where A measures nothing
-    (the holes of a mask) only the denoiser moves the estimate, and with the demo prior 80% random
-    inpainting fell 7 dB below biharmonic inpainting, where dps beat it (README, the demo)."""
+    """What `auto` picks for `operator`, from the pack's measurements (README, "How auto chooses"):
+    proximal fills nothing in by itself: where A measures nothing (the holes of a mask) only the
+    denoiser moves the estimate, and with the demo prior 80% random inpainting fell 4-7 dB below
+    the classical baseline. Among the modes that do fill holes, pigdm's posterior mean was closer
+    to the truth than dps's on scattered masks (exact checks 9 of 9; photos +0.56 dB on average)
+    and further on a contiguous hole (exact checks 0 of 9; photos -1.6 dB on average)."""
     if not operator.is_linear:
         return "dps"
+    if isinstance(operator, RandomInpainting):
+        return "pigdm"
     if isinstance(operator, _Masking):
         return "dps"
     return "proximal"

@@ -9,7 +9,7 @@ import torch
 from comfyui_dps.dps.guidance import METHODS, GuidanceMethod, method, mode_names
 from comfyui_dps.dps.measurement import Measurement
 from comfyui_dps.dps.noise import GaussianNoise
-from comfyui_dps.dps.operators import GaussianBlur, Inpainting, PhaseRetrieval, SuperResolution
+from comfyui_dps.dps.operators import GaussianBlur, Inpainting, PhaseRetrieval, RandomInpainting, SuperResolution
 
 KEYWORDS = {"x", "sigma", "alpha", "denoise", "render", "measurement", "strength", "trace"}
 
@@ -57,14 +57,16 @@ def test_an_unknown_name_is_a_clear_error():
         method("dsp")
 
 
-def test_auto_picks_proximal_for_sr_and_blur_and_dps_for_masks_and_non_linear_operators():
+def test_auto_picks_proximal_for_sr_and_blur_pigdm_for_scattered_masks_and_dps_for_holes_and_non_linear_operators():
     y = torch.rand(1, 3, 8, 8)
     masked = Measurement(y, Inpainting(torch.zeros(8, 8)), GaussianNoise(0.1))
+    scattered = Measurement(y, RandomInpainting(0.5, seed=0), GaussianNoise(0.1))
     blurred = Measurement(y, GaussianBlur(3, 1.0), GaussianNoise(0.1))
     low = Measurement(torch.rand(1, 3, 4, 4), SuperResolution(2, "bicubic"), GaussianNoise(0.1))
     phase = Measurement(torch.rand(1, 3, 16, 16), PhaseRetrieval(2.0), GaussianNoise(0.1))
     assert method("auto", blurred) is METHODS["proximal"] and method("auto", low) is METHODS["proximal"]
     assert method("auto", masked) is METHODS["dps"] and method("auto", phase) is METHODS["dps"]
+    assert method("auto", scattered) is METHODS["pigdm"]
     assert mode_names()[0] == "auto" and set(mode_names()[1:]) == set(METHODS)
     with pytest.raises(ValueError, match="guidance_mode: 'auto' picks a method for a measurement"):
         method("auto")
