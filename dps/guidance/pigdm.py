@@ -35,8 +35,12 @@ step, as pigdm already takes it isotropic; exact when C is a multiple of I):
     D_y(x_t) = D(x_t) + strength * beta * d.
 
 Where A A^T is a multiple of I (masks, average super-resolution, colourisation) this is exactly
-pigdm with r_t^2 c^2 replaced by a; where the model's covariance is r_t^2 I, a = r_t^2 c^2 and
-beta = 1: the paper's step. A Jacobian with <v, d> <= 0 (no covariance to measure) keeps beta = 1.
+pigdm with r_t^2 c^2 replaced by a, whatever scale the solve used. Elsewhere (blur, bicubic
+super-resolution) the solve's scale shapes w, and a is not known before the backward pass; the
+solve takes the scale the residual itself implies, E||r||^2 = s tr(A A^T) + tr(Sigma_y) (the
+plug-in estimate `dps` uses, likelihood.py), at most r_t^2 c^2 (`solve_scale`). Where the model's
+covariance is r_t^2 I and the residual is as large as that predicts, a = s = r_t^2 c^2 and beta = 1:
+the paper's step. A Jacobian with <v, d> <= 0 (no covariance to measure) keeps beta = 1.
 """
 
 from __future__ import annotations
@@ -50,6 +54,33 @@ from .likelihood import RENDER_SCALE
 
 def _sum(t: torch.Tensor) -> torch.Tensor:
     return t.reshape(t.shape[0], -1).sum(dim=1)
+
+
+#: Probes of the Hutchinson estimate of tr(A^T A) (fixed Rademacher vectors, so a step is
+#: reproducible): its relative error is about sqrt(2 / (probes * effective rank)), under 1% for images.
+TRACE_PROBES = 4
+
+
+def operator_trace(operator, image_shape: tuple, like: torch.Tensor) -> torch.Tensor:
+    """tr(A^T A) = E ||A z||^2 over Rademacher z of one image's shape (real elements of A z)."""
+    generator = torch.Generator().manual_seed(0)
+    total = torch.zeros((), dtype=like.real.dtype if like.is_complex() else like.dtype, device=like.device)
+    with torch.no_grad():
+        for _ in range(TRACE_PROBES):
+            z = torch.randint(0, 2, (1, *image_shape), generator=generator).to(device=like.device, dtype=total.dtype)
+            total = total + gram.as_real(operator.forward(2 * z - 1)).square().sum()
+    return total / TRACE_PROBES
+
+
+def solve_scale(measurement, residual: torch.Tensor, image_shape: tuple, noise_variance: torch.Tensor,
+                bound: torch.Tensor) -> torch.Tensor:
+    """The solve's covariance scale per sample [B]: (||r||^2 - tr(Sigma_y)) / tr(A^T A), in [0, bound]."""
+    with torch.no_grad():
+        real = gram.as_real(residual)
+        noise_total = torch.broadcast_to(noise_variance, real.shape)[0].sum()
+        excess = (_sum(real.square()) - noise_total).clamp(min=0)
+        estimate = excess / operator_trace(measurement.operator, image_shape, residual).clamp(min=1e-30)
+        return torch.minimum(estimate, bound.to(estimate.device, estimate.dtype).expand_as(estimate))
 
 
 def step_scale(measurement, residual: torch.Tensor, weights: torch.Tensor, noise_variance: torch.Tensor,
@@ -72,11 +103,13 @@ def pigdm_guidance(*, x, sigma, alpha, denoise, render, measurement, strength, t
     with torch.inference_mode(False), torch.enable_grad():
         x_in = x.detach().clone().requires_grad_(True)
         denoised = denoise(x_in)
-        residual = measurement.residual(at_least_float32(render(denoised)))
+        image = at_least_float32(render(denoised))
+        residual = measurement.residual(image)
         fixed = residual.detach()
         noise_variance = gram.noise_variance(measurement, fixed)
-        scale = RENDER_SCALE**2 * prior_covariance_scale(at_least_float32(sigma).reshape(-1),
+        bound = RENDER_SCALE**2 * prior_covariance_scale(at_least_float32(sigma).reshape(-1),
                                                          at_least_float32(alpha).reshape(-1))
+        scale = solve_scale(measurement, fixed, tuple(image.shape[1:]), noise_variance, bound)
         weights = gram.solve(measurement.operator, fixed, scale=scale, noise_variance=noise_variance)
         # d/dx of <residual, w> with w held fixed is -J^T A_r^T w (the gradient of -log p(y | x_t));
         # d/dD of it is -v, from the same backward pass.

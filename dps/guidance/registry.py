@@ -75,7 +75,7 @@ METHODS: dict[str, GuidanceMethod] = {m.name: m for m in [
                     "seen through the operator, and the step is set by the model's own covariance measured in "
                     "the same backward pass: no step-size rule. Linear operators only. On exact checks its "
                     "samples spread more like the true posterior than dps's and sit closer to its mean on "
-                    "super-resolution and random inpainting. A step costs a dps step plus a linear solve "
+                    "super-resolution, random inpainting and most blur settings. A step costs a dps step plus a linear solve "
                     "(iterative for bicubic super-resolution, padded blur and compositions).",
     ),
     GuidanceMethod(

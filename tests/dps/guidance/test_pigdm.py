@@ -11,7 +11,7 @@ variance is not the unit variance that r^2 assumes."""
 import pytest
 import torch
 
-from comfyui_dps.dps.guidance import METHODS, GuidanceTrace, cg, core
+from comfyui_dps.dps.guidance import METHODS, GuidanceTrace, cg, core, pigdm
 from comfyui_dps.dps.guidance.likelihood import RENDER_SCALE
 from comfyui_dps.dps.measurement import Measurement, as_real, simulate
 from comfyui_dps.dps.noise import GaussianNoise, PoissonNoise
@@ -48,9 +48,12 @@ def expected(x, measurement, sigma, alpha, strength):
         prediction = matrix @ ((denoised[i].reshape(-1) + 1) / 2)
         residual = as_real(measurement.y[0]).reshape(-1) - prediction
         variance = torch.broadcast_to(measurement.noise.std(measurement.y), as_real(measurement.y).shape)[0]
-        r2 = sigma[i]**2 / (alpha[i]**2 + sigma[i]**2)
-        system = r2 * RENDER_SCALE**2 * matrix @ matrix.T + torch.diag(variance.reshape(-1).square())
-        inverse_noise = 1 / torch.diag(system - r2 * RENDER_SCALE**2 * matrix @ matrix.T)
+        bound = sigma[i]**2 / (alpha[i]**2 + sigma[i]**2) * RENDER_SCALE**2
+        noise_variances = variance.reshape(-1).square()
+        # The solve's scale: what the residual implies, (||r||^2 - tr Sigma_y) / tr(A^T A), at most r^2 c^2.
+        scale = ((residual @ residual - noise_variances.sum()) / matrix.square().sum()).clamp(min=0, max=bound)
+        system = scale * matrix @ matrix.T + torch.diag(noise_variances)
+        inverse_noise = 1 / noise_variances
         back = matrix.T @ torch.linalg.solve(system, residual)
         g = SHRINK / 2 * back
         factor = sigma[i]**2 / alpha[i] if alpha[i] >= core.MIN_ALPHA else 0.0
@@ -62,6 +65,12 @@ def expected(x, measurement, sigma, alpha, strength):
         beta = max(float(beta), 0.0) if covariance > 0 else 1.0
         out.append(denoised[i] + strength * beta * factor * g.reshape(shape))
     return torch.stack(out)
+
+
+@pytest.fixture(autouse=True)
+def exact_trace(monkeypatch):
+    """The formula tests take tr(A^T A) exactly; test_operator_trace checks the estimate itself."""
+    monkeypatch.setattr(pigdm, "operator_trace", lambda operator, shape, like: dense(operator, shape).square().sum())
 
 
 def run(measurement, x, sigma, alpha, strength=1.0, trace=None):
@@ -157,3 +166,13 @@ def test_pigdm_refuses_a_non_linear_operator_naming_the_mode():
     phase = Measurement(torch.rand(1, 3, 16, 16), PhaseRetrieval(2.0), GaussianNoise(0.1))
     with pytest.raises(ValueError, match="guidance_mode: 'pigdm' needs a linear operator, but .*phase"):
         entry.check(phase)
+
+
+@pytest.mark.parametrize("operator", [GaussianBlur(5, 1.0), SuperResolution(2, "bicubic"), RandomInpainting(0.6, seed=2),
+                                      FourierUndersampling(2.0, 0.25, seed=2)], ids=lambda o: o.name)
+def test_operator_trace_estimates_the_trace_of_a_transpose_a(operator):
+    """The Hutchinson estimate pigdm's solve scale uses, against the dense trace (exact for masks)."""
+    shape = (3, 16, 16)
+    exact = dense(operator, shape).square().sum()
+    estimate = pigdm.operator_trace(operator, shape, torch.zeros(1, dtype=torch.float64))
+    assert abs(estimate / exact - 1) < 0.05
