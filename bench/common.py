@@ -38,6 +38,11 @@ def load_pack():
     return load()
 
 
+def load_average() -> float | None:
+    """The 1-minute load average (None where the platform has none)."""
+    return os.getloadavg()[0] if hasattr(os, "getloadavg") else None
+
+
 def device() -> torch.device:
     load_pack()
     import comfy.model_management
@@ -207,7 +212,7 @@ def machine() -> dict:
         "python": platform.python_version(),
         "platform": platform.platform(),
         "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
-        "load_average_at_start": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
+        "load_average_at_start": load_average(),
     }
     try:
         import comfyui_version  # noqa: F401  (present in ComfyUI >= 0.3.40)

@@ -28,7 +28,7 @@ if str(ROOT) not in sys.path:
 
 import torch  # noqa: E402
 
-from bench.common import counting  # noqa: E402
+from bench.common import counting, load_average  # noqa: E402
 from bench.models import VAES, conditioning, sd_like_unet  # noqa: E402  (loads ComfyUI and the pack)
 
 import comfy.sample  # noqa: E402
@@ -112,10 +112,6 @@ def report(rows: list[dict], machine: dict) -> str:
                      f" | {daps['decoder_passes_once_per_run']:g} | {plain['per_level_s']:.2f}"
                      f" | {daps['per_level_s']:.2f} | **{row['ratio']:.1f}x** |")
     return "\n".join(lines) + "\n"
-
-
-def load_average() -> float:
-    return os.getloadavg()[0]
 
 
 def main():

@@ -35,7 +35,7 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from bench.common import MemoryBaseline, device, machine, mib  # noqa: E402
+from bench.common import MemoryBaseline, device, load_average, machine, mib  # noqa: E402
 
 TIME_TARGET = 1.15
 #: The plan entries of sections 3 and 4.
@@ -60,13 +60,6 @@ def settings(args, cuda: bool) -> dict:
             "calls": 100, "steps": [10, 20, 50, 100, 200, 1000],
             "step_operators": ["blur", "inpainting"], "operators": ["blur", "inpainting", "super-resolution"],
             "race": {"latents": [32, 64], "steps": 6, "repeats": 5}}
-
-
-def load_average() -> float | None:
-    """The 1-minute load average (None where the platform has none)."""
-    import os
-
-    return os.getloadavg()[0] if hasattr(os, "getloadavg") else None
 
 
 def log(message: str) -> None:
@@ -616,8 +609,9 @@ def rewrite_report(out: pathlib.Path) -> int:
     return 0
 
 
-def kept_deepinv(previous: pathlib.Path) -> dict:
-    """Sections 3 and 4 of the run that wrote `previous`, with when and how busy that run was."""
+def kept_deepinv(previous: pathlib.Path) -> tuple[dict, dict]:
+    """Sections 3 and 4 of the run that wrote `previous`, with when and how busy that run was, and
+    that run's plan (read once)."""
     if not previous.exists():
         raise SystemExit(f"--skip-deepinv keeps sections 3 and 4 of {previous}, which does not exist")
     earlier = json.loads(previous.read_text(), object_hook=_int_keys)
@@ -626,7 +620,7 @@ def kept_deepinv(previous: pathlib.Path) -> dict:
                                "load_average_at_start": earlier["machine"]["load_average_at_start"],
                                "load_average_at_end": earlier["machine"]["load_average_at_end"],
                                "with_other_sections": True})
-    return deepinv
+    return deepinv, earlier["plan"]
 
 
 def main():
@@ -663,14 +657,17 @@ def main():
     if args.quick and args.out == parser.get_default("out"):
         out = ROOT / "bench" / "out"  # ignored by git: quick runs never replace the real results
     previous = out / "results.json"
-    deepinv = kept_deepinv(previous) if args.skip_deepinv else run_deepinv(plan, dev)
+    if args.skip_deepinv:
+        deepinv, earlier_plan = kept_deepinv(previous)
+    else:
+        deepinv, earlier_plan = run_deepinv(plan, dev), None
     info["load_average_at_end"] = load_average()
     elapsed = time.perf_counter() - started
     out.mkdir(parents=True, exist_ok=True)
     results = {"machine": info, "plan": {k: v for k, v in plan.items()}, "elapsed_s": elapsed, "steps": steps,
                "deepinv": deepinv, "measured_on": datetime.date.today().isoformat()}
-    if args.skip_deepinv:
-        results["plan"].update(json.loads(previous.read_text(), object_hook=_int_keys)["plan"])
+    if earlier_plan is not None:
+        results["plan"].update(earlier_plan)
         results["plan"].update({k: plan[k] for k in plan if k not in DEEPINV_PLAN_KEYS})
     if steps is None and previous.exists():
         # Only sections 3 and 4 were measured: they replace those of the last full run, which keeps the rest.
