@@ -25,11 +25,22 @@ import sys
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 WORKFLOWS = ROOT / "workflows"
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+import torch  # noqa: E402
+
+from testkit.host import import_pack  # noqa: E402
+
+import_pack()  # the engine only: no ComfyUI needed to write the files
+
+from comfyui_dps.dps.guidance.registry import METHODS, auto_choice  # noqa: E402
+from comfyui_dps.dps.operators import GaussianBlur, Inpainting, RandomInpainting, SuperResolution  # noqa: E402
 
 #: The bundled photograph the workflows start from (DPS Example Image: photo, size).
 DEMO_IMAGE = ("astronaut", 128)
 #: Sampling settings shared by the four workflows: DPS KSampler's own defaults (guidance_mode auto,
-#: which picks proximal, pigdm or dps per operator, each task's "auto"; strength 1; 50 steps of euler_ancestral), what a
+#: which picks proximal, pigdm or dps per operator: the Note says which; strength 1; 50 steps of euler_ancestral), what a
 #: user gets without tuning. With `dps` this small prior needed strength 2 and 100 steps (tuned with
 #: scripts/demo_tune.py on a photograph that is neither a training nor a test photo, docs/demo.md).
 SAMPLER = {"seed": 0, "steps": 50, "sampler_name": "euler_ancestral", "scheduler": "normal",
@@ -120,7 +131,7 @@ NOTE_COMMON = (
 
 TASKS = {
     "super-resolution": {
-        "auto": "proximal here, no backward pass",  # what guidance_mode auto picks for this operator (registry.auto_choice)
+        "engine_operator": lambda: SuperResolution(4, "bicubic"),  # the operator node as the engine builds it, for auto_choice
         "title": "4x super-resolution",
         "prefix": "dps_demo/super_resolution",
         "noise_level": 0.02,
@@ -130,7 +141,7 @@ TASKS = {
                  "easier problem."),
     },
     "inpainting-random": {
-        "auto": "pigdm here",  # what guidance_mode auto picks for this operator (registry.auto_choice)
+        "engine_operator": lambda: RandomInpainting(0.8, seed=0),  # the operator node as the engine builds it, for auto_choice
         "title": "random inpainting (80% of the pixels missing)",
         "prefix": "dps_demo/inpainting_random",
         "noise_level": 0.02,
@@ -139,7 +150,7 @@ TASKS = {
                  "fills them in. Try missing_fraction 0.92 (the DPS paper's setting) or 0.5."),
     },
     "inpainting-box": {
-        "auto": "dps here",  # what guidance_mode auto picks for this operator (registry.auto_choice)
+        "engine_operator": lambda: Inpainting(torch.zeros(128, 128)),  # the operator node as the engine builds it, for auto_choice
         "title": "box inpainting (a 40x40 hole)",
         "prefix": "dps_demo/inpainting_box",
         "noise_level": 0.02,
@@ -149,7 +160,7 @@ TASKS = {
                  "prior knows textures, not faces: the hole is filled with texture."),
     },
     "deblur": {
-        "auto": "proximal here, no backward pass",  # what guidance_mode auto picks for this operator (registry.auto_choice)
+        "engine_operator": lambda: GaussianBlur(13, 2.0),  # the operator node as the engine builds it, for auto_choice
         "title": "Gaussian deblurring",
         "prefix": "dps_demo/deblur",
         "noise_level": 0.02,
@@ -158,6 +169,12 @@ TASKS = {
                  "Try sigma 3 with kernel_size 19; keep kernel_size about 6 x sigma + 1."),
     },
 }
+
+
+def auto_note(task: str) -> str:
+    """What guidance_mode auto runs for this task's operator, as the Note says it."""
+    mode = auto_choice(TASKS[task]["engine_operator"]())
+    return f"{mode} here" + ("" if METHODS[mode].through_model else ", no backward pass")
 
 
 def operator_nodes(g: Graph, task: str, image: dict) -> dict:
@@ -245,7 +262,7 @@ def build(task: str) -> dict:
                  title="Preview Image (residual plot)")
     g.link(sampler, 1, plot, "images")
     note_at = ((COL[1], 570), (300, 360)) if task == "inpainting-box" else ((COL[0], 290), (300, 640))
-    g.add("Note", *note_at, widgets=[spec["note"] + NOTE_COMMON.format(strength=s["guidance_strength"], auto=spec["auto"])],
+    g.add("Note", *note_at, widgets=[spec["note"] + NOTE_COMMON.format(strength=s["guidance_strength"], auto=auto_note(task))],
           title="Note: what this workflow does", color=("#432", "#653"))
     return g.workflow()
 
