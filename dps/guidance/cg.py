@@ -13,6 +13,8 @@ from typing import Callable
 
 import torch
 
+from .core import per_sample_sum
+
 #: Cap on iterations: a solve costs one operator forward and adjoint per iteration, small next
 #: to a network pass. The systems of pigdm are (a A A^T + noise variance): their condition number
 #: is at most 1 + a ||A||^2 / noise variance (about 100 at noise 0.05), so CG's error falls by
@@ -29,7 +31,7 @@ TOLERANCE = 1e-2
 
 def _dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """Per-sample real inner product, shaped [B, 1, ...] to broadcast over the sample."""
-    return (a * b).reshape(a.shape[0], -1).sum(dim=1).reshape(-1, *([1] * (a.ndim - 1)))
+    return per_sample_sum(a * b, keepdim=True)
 
 
 def _ratio(num: torch.Tensor, den: torch.Tensor, where: torch.Tensor) -> torch.Tensor:

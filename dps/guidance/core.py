@@ -101,6 +101,12 @@ def render_response(render, at: torch.Tensor, rendered: torch.Tensor, direction:
     return (at_least_float32(render(probe)) - rendered) / epsilon
 
 
+def per_sample_sum(t: torch.Tensor, keepdim: bool = False) -> torch.Tensor:
+    """The sum over each sample of a [B, ...] tensor: [B], or [B, 1, ...] to broadcast over it."""
+    total = t.reshape(t.shape[0], -1).sum(dim=1)
+    return total.reshape(-1, *([1] * (t.ndim - 1))) if keepdim else total
+
+
 def per_sample(values: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     """Broadcast a scalar or [B] tensor of sigma/alpha over a [B, ...] sample."""
     values = at_least_float32(values.to(like.device)).reshape(-1)

@@ -48,12 +48,8 @@ from __future__ import annotations
 import torch
 
 from . import gram
-from .core import at_least_float32, corrected, per_sample, posterior_scale, prior_covariance_scale
+from .core import at_least_float32, corrected, per_sample, per_sample_sum, posterior_scale, prior_covariance_scale
 from .likelihood import RENDER_SCALE
-
-
-def _sum(t: torch.Tensor) -> torch.Tensor:
-    return t.reshape(t.shape[0], -1).sum(dim=1)
 
 
 #: Probes of the Hutchinson estimate of tr(A^T A) (fixed Rademacher vectors, so a step is
@@ -78,7 +74,7 @@ def solve_scale(measurement, residual: torch.Tensor, image_shape: tuple, noise_v
     with torch.no_grad():
         real = gram.as_real(residual)
         noise_total = torch.broadcast_to(noise_variance, real.shape)[0].sum()
-        excess = (_sum(real.square()) - noise_total).clamp(min=0)
+        excess = (per_sample_sum(real.square()) - noise_total).clamp(min=0)
         estimate = excess / operator_trace(measurement.operator, image_shape, residual).clamp(min=1e-30)
         return torch.minimum(estimate, bound.to(estimate.device, estimate.dtype).expand_as(estimate))
 
@@ -90,10 +86,10 @@ def step_scale(measurement, residual: torch.Tensor, weights: torch.Tensor, noise
     with torch.no_grad():
         back = measurement.operator.adjoint(weights)
         forward = gram.as_real(measurement.operator.forward(back))
-        back_size = _sum(gram.as_real(back).square())
+        back_size = per_sample_sum(gram.as_real(back).square())
         a = covariance / back_size.clamp(min=1e-30)
-        numerator = _sum(forward * gram.as_real(residual) / noise_variance)
-        denominator = a * _sum(forward.square() / noise_variance) + back_size
+        numerator = per_sample_sum(forward * gram.as_real(residual) / noise_variance)
+        denominator = a * per_sample_sum(forward.square() / noise_variance) + back_size
         beta = (numerator / denominator.clamp(min=1e-30)).clamp(min=0)
         usable = (covariance > 0) & (back_size > 0) & torch.isfinite(beta)
         return torch.where(usable, beta, torch.ones_like(beta))
@@ -113,12 +109,12 @@ def pigdm_guidance(*, x, sigma, alpha, denoise, render, measurement, strength, t
         weights = gram.solve(measurement.operator, fixed, scale=scale, noise_variance=noise_variance)
         # d/dx of <residual, w> with w held fixed is -J^T A_r^T w (the gradient of -log p(y | x_t));
         # d/dD of it is -v, from the same backward pass.
-        inner = (gram.as_real(residual) * gram.as_real(weights)).reshape(residual.shape[0], -1).sum(dim=1)
+        inner = per_sample_sum(gram.as_real(residual) * gram.as_real(weights))
         gradient, cotangent = torch.autograd.grad(inner.sum(), (x_in, denoised))
     step = per_sample(posterior_scale(sigma, alpha), x) * at_least_float32(gradient)  # -d
-    covariance = _sum(at_least_float32(cotangent).to(step.device) * step)  # <v, d>
+    covariance = per_sample_sum(at_least_float32(cotangent).to(step.device) * step)  # <v, d>
     beta = step_scale(measurement, fixed, weights, noise_variance, covariance.to(fixed.device))
     whitened = gram.as_real(fixed) / noise_variance.sqrt()
-    normalized = (whitened.square().reshape(fixed.shape[0], -1).sum(dim=1) / measurement.num_elements).sqrt()
+    normalized = (per_sample_sum(whitened.square()) / measurement.num_elements).sqrt()
     correction = strength * per_sample(beta, step) * step
     return corrected(denoised, correction, sigma=sigma, residual=normalized, trace=trace)

@@ -26,16 +26,12 @@ from __future__ import annotations
 import torch
 
 from . import gram
-from .core import at_least_float32, corrected, prior_covariance_scale, render_response
+from .core import at_least_float32, corrected, per_sample_sum, prior_covariance_scale, render_response
 from .likelihood import RENDER_SCALE
 
 #: Gradient steps on the latent for latent models: the fit's error falls by a large factor with
 #: each exact line-search step while the decoder is close to linear around D(x_t).
 LATENT_STEPS = 3
-
-
-def _per_sample_sum(t: torch.Tensor) -> torch.Tensor:
-    return t.reshape(t.shape[0], -1).sum(dim=1).reshape(-1, *([1] * (t.ndim - 1)))
 
 
 def data_consistent_image(measurement, u0: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
@@ -68,10 +64,10 @@ def fit_latent(render, z_in: torch.Tensor, image: torch.Tensor, target: torch.Te
             (gradient,) = torch.autograd.grad((image - target).square().sum() / 2, z_in)
         gradient = at_least_float32(gradient)
         with torch.no_grad():
-            squared_size = _per_sample_sum(gradient.square())
+            squared_size = per_sample_sum(gradient.square(), keepdim=True)
             # J g: the decoder's response along the gradient, for the exact line search.
             response = render_response(render, z, image.detach(), gradient, dtype)
-            curvature = _per_sample_sum(response.square())
+            curvature = per_sample_sum(response.square(), keepdim=True)
             length = torch.where(curvature > 0, squared_size / curvature.clamp(min=1e-30),
                                  torch.zeros_like(curvature))
             z = z - length * gradient
