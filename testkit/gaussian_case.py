@@ -2,6 +2,8 @@
 mean E[x0 | x_t, y] given a linear measurement of the rendered image (x + 1) / 2: the reference
 for the `moment` and `proximal` tests."""
 
+import math
+
 import torch
 
 from comfyui_dps.dps.measurement import as_real, simulate
@@ -16,15 +18,40 @@ def dense(operator, shape):
     return torch.stack([as_real(operator(e[None])).reshape(-1) for e in basis], dim=1)
 
 
+def dct_matrix(n: int) -> torch.Tensor:
+    """Orthonormal DCT-II [n, n] from its definition: row k is the basis vector of frequency k / (2n)
+    cycles per pixel."""
+    k = torch.arange(n, dtype=torch.float64)[:, None]
+    i = torch.arange(n, dtype=torch.float64)[None, :]
+    q = torch.cos(math.pi * k * (2 * i + 1) / (2 * n)) * math.sqrt(2 / n)
+    q[0] /= math.sqrt(2)
+    return q
+
+
+def stationary_matrix(height: int, width: int, profile) -> torch.Tensor:
+    """Q^T diag(g) Q on one channel's [H W] pixels (Q the 2-D DCT-II): the covariance of a stationary
+    prior with reflecting borders, g = profile(ring) with ring = round(|f| * max(2H, 2W)) the
+    frequency's ring on the reflected grid (as dps/guidance/spectral.py pools them)."""
+    ky = torch.arange(height, dtype=torch.float64)[:, None] / (2 * height)
+    kx = torch.arange(width, dtype=torch.float64)[None, :] / (2 * width)
+    rings = torch.round((ky.square() + kx.square()).sqrt() * max(2 * height, 2 * width))
+    q = torch.kron(dct_matrix(height), dct_matrix(width))
+    return q.T @ torch.diag(profile(rings).reshape(-1)) @ q
+
+
 class GaussianCase:
     """x0 ~ N(mean, cov) over `shape`; y = A (x0 + 1) / 2 + noise for one draw of x0."""
 
-    def __init__(self, operator, shape=(1, 4, 4), noise=0.05, isotropic=False, seed=0):
+    def __init__(self, operator, shape=(1, 4, 4), noise=0.05, isotropic=False, seed=0, stationary=None):
         generator = torch.Generator().manual_seed(seed)
         self.shape = shape
         n = torch.Size(shape).numel()
         if isotropic:  # the prior `proximal` and `pigdm` assume: unit variance, no correlation
             self.mean, self.cov = torch.zeros(n, dtype=torch.float64), torch.eye(n, dtype=torch.float64)
+        elif stationary is not None:  # zero mean, each channel the spectrum `stationary(ring)`
+            self.mean = torch.zeros(n, dtype=torch.float64)
+            self.cov = torch.kron(torch.eye(shape[0], dtype=torch.float64),
+                                  stationary_matrix(shape[1], shape[2], stationary))
         else:
             q = torch.randn(n, n, generator=generator, dtype=torch.float64) / n**0.5
             self.mean = 0.3 * torch.randn(n, generator=generator, dtype=torch.float64)

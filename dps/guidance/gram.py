@@ -118,3 +118,24 @@ def _conjugate_gradient_solve(operator, b, a, s, max_iterations, tolerance) -> t
 
     v, _ = conjugate_gradients(apply, real_b, max_iterations=max_iterations, tolerance=tolerance)
     return from_real(v, b)
+
+
+def solve_with_covariance(operator, b: torch.Tensor, *, covariance, noise_variance: torch.Tensor,
+                          scale: torch.Tensor) -> torch.Tensor:
+    """v with (A C A^T + Sigma_y) v = b per sample, for a covariance given as `covariance(z)` = C z
+    on images (symmetric positive semi-definite, e.g. spectral.SpectralCovariance), by conjugate
+    gradients preconditioned with the exact solve for C ~ `scale` I ([B]: the covariance's average
+    variance) where the operator has one. No graph is built."""
+    with torch.no_grad():
+        s = noise_variance.to(device=b.device, dtype=b.real.dtype if b.is_complex() else b.dtype)
+
+        def apply(z: torch.Tensor) -> torch.Tensor:
+            return as_real(operator.forward(covariance(operator.adjoint(from_real(z, b))))) + s * z
+
+        precondition = None
+        if closed_form(operator) in ("diagonal", "block", "scalar") or (closed_form(operator) and s.numel() == 1):
+            def precondition(r: torch.Tensor) -> torch.Tensor:
+                return as_real(solve(operator, from_real(r, b), scale=scale, noise_variance=s))
+
+        v, _ = conjugate_gradients(apply, as_real(b), precondition=precondition)
+        return from_real(v, b)

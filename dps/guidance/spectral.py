@@ -1,0 +1,96 @@
+"""Cov[x0 | x_t] of a pixel model, estimated from the denoiser's own frequency response.
+
+Tweedie's second moment makes the covariance the denoiser's Jacobian, (sigma_t^2 / alpha_t) dD/dx_t,
+which costs a network pass per direction. Without any extra pass, one denoiser call already shows
+how the model treats each spatial frequency: for a stationary Gaussian prior (power spectrum P(f)) the
+denoiser is the Wiener filter, D^(f) = g(f) x^(f) with g = alpha P / (alpha^2 P + sigma^2), so the gain
+
+    g(f) = Re(D^(f) conj(x^(f))) / |x^(f)|^2,   Cov[x0 | x_t] = (sigma_t^2 / alpha_t) F^-1 diag(g) F,
+
+is read off the pair (x_t, D(x_t)) the sampler already has. Natural images are close to stationary,
+with spectra that depend mostly on |f|, so the gain is pooled over rings of equal |f| (a least-squares
+fit per ring, which also makes it robust for a non-linear denoiser) and clamped to [0, 1/alpha] (a
+covariance between 0 and the prior's sigma^2 / alpha^2). Two refinements from imaging practice:
+
+- the image is extended by half-sample symmetry (as a DCT does) before the FFT, so the model has
+  reflecting borders, not the wrap-around of a circulant that would correlate opposite edges;
+- for 3 channels the gain is fitted per opponent-colour component (luma and two chroma axes,
+  orthonormal), which captures the strong correlation between R, G and B.
+
+The estimate replaces the isotropic r_t^2 I that pigdm's solve and proximal's prior term assume (it
+is exact for a stationary prior, and equals r_t^2 I-type covariances for an uncorrelated one). It
+needs x_t and D(x_t) on the operator's own pixel grid, so it serves pixel models only: a latent
+model's covariance seen through the decoder is not stationary in latent frequencies.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from .core import MIN_ALPHA, at_least_float32, posterior_scale
+
+
+def _colour_basis(channels: int, like: torch.Tensor) -> torch.Tensor:
+    """Orthonormal rows: luma and two opponent axes for 3 channels, else the channels themselves."""
+    if channels != 3:
+        return torch.eye(channels, dtype=like.dtype, device=like.device)
+    basis = torch.tensor([[1, 1, 1], [1, 0, -1], [1, -2, 1]], dtype=like.dtype, device=like.device)
+    return basis / basis.norm(dim=1, keepdim=True)
+
+
+def _mix(t: torch.Tensor, basis: torch.Tensor) -> torch.Tensor:
+    return torch.einsum("kc,bc...->bk...", basis, t)
+
+
+def _reflect(t: torch.Tensor) -> torch.Tensor:
+    """Half-sample symmetric extension [.., H, W] -> [.., 2H, 2W] (the DCT's)."""
+    t = torch.cat([t, t.flip(-2)], -2)
+    return torch.cat([t, t.flip(-1)], -1)
+
+
+def _rings(height: int, width: int, device) -> torch.Tensor:
+    """Ring index of each FFT bin of a height x width grid: |f| in steps of 1 / max(height, width)."""
+    fy = torch.fft.fftfreq(height, device=device)
+    fx = torch.fft.fftfreq(width, device=device)
+    radius = (fy[:, None].square() + fx[None, :].square()).sqrt()
+    return torch.round(radius * max(height, width)).long()
+
+
+class SpectralCovariance:
+    """Cov[x0 | x_t] per sample, in model units, from x_t and D(x_t) ([B, C, H, W]); `apply(z)` multiplies
+    a batch shaped like x by it (times an optional factor, e.g. the renderer's scale squared)."""
+
+    def __init__(self, x: torch.Tensor, denoised: torch.Tensor, sigma: torch.Tensor, alpha: torch.Tensor):
+        x = at_least_float32(x.detach())
+        denoised = at_least_float32(denoised.detach()).to(x.device)
+        batch, channels, height, width = x.shape
+        self.size = (height, width)
+        self.basis = _colour_basis(channels, x)
+        spectrum_x = torch.fft.fft2(_reflect(_mix(x, self.basis)), norm="ortho")
+        spectrum_d = torch.fft.fft2(_reflect(_mix(denoised, self.basis)), norm="ortho")
+        rings = _rings(2 * height, 2 * width, x.device)
+        count = int(rings.max()) + 1
+        index = rings.reshape(-1)
+        cross = (spectrum_d * spectrum_x.conj()).real.reshape(batch, channels, -1)
+        power = spectrum_x.abs().square().reshape(batch, channels, -1)
+        fit = torch.zeros(batch, channels, count, dtype=x.dtype, device=x.device)
+        cross = fit.index_add(-1, index, cross)
+        power = fit.index_add(-1, index, power)
+        alpha = at_least_float32(alpha).reshape(-1).to(x.device)
+        sigma = at_least_float32(sigma).reshape(-1).to(x.device)
+        gain = cross / power.clamp(min=torch.finfo(x.dtype).tiny)
+        gain = torch.minimum(gain.clamp(min=0), 1 / alpha.clamp(min=MIN_ALPHA).reshape(-1, 1, 1))
+        variance = posterior_scale(sigma, alpha).expand(batch).reshape(-1, 1, 1) * gain
+        #: Per sample, colour component and FFT bin of the reflected grid [B, C, 2H, 2W].
+        self.variance = variance[..., rings]
+
+    def apply(self, z: torch.Tensor, factor: torch.Tensor | float = 1.0) -> torch.Tensor:
+        """factor * Cov z for z shaped like x (symmetric, positive semi-definite)."""
+        height, width = self.size
+        spectrum = torch.fft.fft2(_reflect(_mix(at_least_float32(z), self.basis)), norm="ortho")
+        filtered = torch.fft.ifft2(spectrum * self.variance.to(spectrum.real.dtype), norm="ortho").real
+        return factor * _mix(filtered[..., :height, :width], self.basis.T)
+
+    def mean_variance(self) -> torch.Tensor:
+        """The average variance per element, per sample [B] (tr Cov / n for the reflected grid)."""
+        return self.variance.reshape(self.variance.shape[0], -1).mean(dim=1)
