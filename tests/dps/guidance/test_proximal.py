@@ -1,5 +1,6 @@
-"""`proximal` (dps/guidance/proximal.py): for the prior it assumes (unit variance per element around
-D(x_t)) its data-consistency step is the exact posterior mean; its latent fit is steepest descent
+"""`proximal` (dps/guidance/proximal.py): for a unit-variance prior and, on pixel models, for any
+stationary prior (whose covariance the spectral estimate recovers) its data-consistency step is the
+exact posterior mean; its latent fit is steepest descent
 with exact line search, checked on a linear "decoder"; it never differentiates the model."""
 
 import pytest
@@ -8,7 +9,7 @@ import torch
 from comfyui_dps.dps.guidance import METHODS, GuidanceTrace, cg, core, proximal
 from comfyui_dps.dps.measurement import Measurement, simulate
 from comfyui_dps.dps.noise import GaussianNoise, PoissonNoise
-from comfyui_dps.dps.operators import (Colorization, FourierUndersampling, GaussianBlur, PhaseRetrieval,
+from comfyui_dps.dps.operators import (Colorization, FourierUndersampling, GaussianBlur, Inpainting, PhaseRetrieval,
                                        RandomInpainting, SuperResolution)
 from testkit.gaussian_case import GaussianCase
 
@@ -23,6 +24,10 @@ OPERATORS = {
 }
 
 
+BOX = torch.zeros(6, 6)
+BOX[2:4, 1:5] = 1  # a 2x4 hole
+
+
 def levels(alpha, sigma):
     return torch.tensor([sigma], dtype=torch.float64), torch.tensor([alpha], dtype=torch.float64)
 
@@ -33,6 +38,23 @@ def test_proximal_is_the_exact_posterior_mean_for_a_unit_variance_prior(name, al
     monkeypatch.setattr(core, "MAX_CORRECTION_RATIO", float("inf"))
     monkeypatch.setattr(cg, "TOLERANCE", 1e-12)  # conjugate gradients (reflect blur, bicubic) to convergence
     case = GaussianCase(OPERATORS[name](), isotropic=True)
+    x = case.noisy(2, alpha, sigma)
+    sig, alp = levels(alpha, sigma)
+    guided = PROXIMAL.function(x=x, sigma=sig, alpha=alp, denoise=case.denoiser(alpha, sigma),
+                               render=core.PixelRenderer(), measurement=case.measurement, strength=1.0)
+    torch.testing.assert_close(guided, case.posterior_mean(x, alpha, sigma), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("alpha,sigma", [(1.0, 5.0), (1.0, 0.3), (0.4, 0.6)])
+@pytest.mark.parametrize("name", list(OPERATORS) + ["box"])
+def test_proximal_is_the_exact_posterior_mean_for_a_stationary_correlated_prior(name, alpha, sigma, monkeypatch):
+    """Pixel models: the prior term takes the covariance the denoiser shows in each frequency ring
+    (spectral.py), which for a stationary prior (here a smooth spectrum, luma-like: variance falling
+    with frequency) is exact, so the step is E[x0 | x_t, y] however correlated the prior is."""
+    monkeypatch.setattr(core, "MAX_CORRECTION_RATIO", float("inf"))
+    monkeypatch.setattr(cg, "TOLERANCE", 1e-12)
+    operator = Inpainting(BOX) if name == "box" else OPERATORS[name]()
+    case = GaussianCase(operator, shape=(1, 6, 6), stationary=lambda ring: 0.5 / (1 + ring.square()))
     x = case.noisy(2, alpha, sigma)
     sig, alp = levels(alpha, sigma)
     guided = PROXIMAL.function(x=x, sigma=sig, alpha=alp, denoise=case.denoiser(alpha, sigma),
