@@ -1,17 +1,18 @@
 """`pigdm` (dps/guidance/pigdm.py) against its formula where every term is known: a linear
 denoiser D(x) = SHRINK x and pixel rendering (x + 1) / 2, so J = SHRINK / 2 and
 
-    w = (r^2 c^2 A A^T + Sigma_y)^{-1} (y - A (D + 1) / 2),   d = sigma^2 / alpha * J A^T w,
+    w = (s c^2 A A^T + Sigma_y)^{-1} (y - A (D + 1) / 2),   d = sigma^2 / alpha * J A^T w,
     D_y = D + strength * beta * d
 
-with beta the step scale set by the covariance the model shows along A^T w, computed here with
+with s the solve's scale (from the residual where A A^T is a multiple of I, else the spectral
+estimate of the covariance, which for this denoiser is sigma^2 / alpha * SHRINK) and beta the step scale set by the covariance the model shows along A^T w, computed here with
 dense float64 matrices; and against the exact posterior denoiser of Gaussian priors whose
 variance is not the unit variance that r^2 assumes."""
 
 import pytest
 import torch
 
-from comfyui_dps.dps.guidance import METHODS, GuidanceTrace, cg, core, pigdm
+from comfyui_dps.dps.guidance import METHODS, GuidanceTrace, cg, core, gram, pigdm
 from comfyui_dps.dps.guidance.likelihood import RENDER_SCALE
 from comfyui_dps.dps.measurement import Measurement, as_real, simulate
 from comfyui_dps.dps.noise import GaussianNoise, PoissonNoise
@@ -50,13 +51,17 @@ def expected(x, measurement, sigma, alpha, strength):
         variance = torch.broadcast_to(measurement.noise.std(measurement.y), as_real(measurement.y).shape)[0]
         bound = sigma[i]**2 / (alpha[i]**2 + sigma[i]**2) * RENDER_SCALE**2
         noise_variances = variance.reshape(-1).square()
-        # The solve's scale: what the residual implies, (||r||^2 - tr Sigma_y) / tr(A^T A), at most r^2 c^2.
-        scale = ((residual @ residual - noise_variances.sum()) / matrix.square().sum()).clamp(min=0, max=bound)
+        factor = sigma[i]**2 / alpha[i] if alpha[i] >= core.MIN_ALPHA else 0.0
+        if gram.closed_form(measurement.operator) in pigdm.ISOTROPIC_GRAM:
+            # The solve's scale: what the residual implies, (||r||^2 - tr Sigma_y) / tr(A^T A), at most r^2 c^2.
+            scale = ((residual @ residual - noise_variances.sum()) / matrix.square().sum()).clamp(min=0, max=bound)
+        else:
+            # The spectral estimate of Cov[x0 | x_t] for D = SHRINK x: factor * SHRINK I, seen through (x + 1) / 2.
+            scale = factor * SHRINK * RENDER_SCALE**2
         system = scale * matrix @ matrix.T + torch.diag(noise_variances)
         inverse_noise = 1 / noise_variances
         back = matrix.T @ torch.linalg.solve(system, residual)
         g = SHRINK / 2 * back
-        factor = sigma[i]**2 / alpha[i] if alpha[i] >= core.MIN_ALPHA else 0.0
         # <v, d> with v = A_r^T w = back / 2 and d = factor * g: the model's covariance along v.
         covariance = (back / 2) @ (factor * g)
         a = covariance / (back @ back)
