@@ -41,8 +41,9 @@ pass. Pixel models then solve with the covariance the denoiser shows in each spa
 (spectral.py: no extra pass, exact for stationary priors); on the correlated Gaussian checks this
 took pigdm from 7 of 9 to 9 of 9 blur settings closer to the posterior mean than dps. (With masks
 the same covariance met the checks too, box holes included, but lowered the posterior mean's PSNR
-on photographs by 0.2-3.9 dB: masks keep the isotropic solve, where beta does the work.) Latent models take the scale the residual itself implies, E||r||^2 = s tr(A A^T) +
-tr(Sigma_y) (the plug-in estimate `dps` uses, likelihood.py), at most r_t^2 c^2 (`solve_scale`). Where the model's
+on photographs by 0.1-3.9 dB: masks keep the isotropic solve, where beta does the work.) Latent
+models take the scale the residual itself implies, E||r||^2 = s tr(A A^T) + tr(Sigma_y) (the plug-in
+estimate `dps` uses, likelihood.py), at most r_t^2 c^2 (`solve_scale`). Where the model's
 covariance is r_t^2 I and the residual is as large as that predicts, a = s = r_t^2 c^2 and beta = 1:
 the paper's step. A Jacobian with <v, d> <= 0 (no covariance to measure) keeps beta = 1.
 """
