@@ -121,21 +121,57 @@ def _conjugate_gradient_solve(operator, b, a, s, max_iterations, tolerance) -> t
 
 
 def solve_with_covariance(operator, b: torch.Tensor, *, covariance, noise_variance: torch.Tensor,
-                          scale: torch.Tensor) -> torch.Tensor:
-    """v with (A C A^T + Sigma_y) v = b per sample, for a covariance given as `covariance(z)` = C z
-    on images (symmetric positive semi-definite, e.g. spectral.SpectralCovariance), by conjugate
-    gradients preconditioned with the exact solve for C ~ `scale` I ([B]: the covariance's average
-    variance) where the operator has one. No graph is built."""
+                          factor: torch.Tensor | float) -> torch.Tensor:
+    """v with (A C A^T + Sigma_y) v = b per sample, C = factor ([B] or a number) times a `spectral.SpectralCovariance`
+    (in image units), by conjugate gradients. Preconditioned by the same problem with A's own
+    stationary part (stationary_preconditioner) where it has one, else by the exact solve for C ~ its
+    average variance times I where the operator has a closed form. No graph is built."""
     with torch.no_grad():
         s = noise_variance.to(device=b.device, dtype=b.real.dtype if b.is_complex() else b.dtype)
+        factor = torch.as_tensor(factor, device=b.device).reshape(-1).expand(b.shape[0])
+        scale = _per_sample(factor, b)
 
         def apply(z: torch.Tensor) -> torch.Tensor:
-            return as_real(operator.forward(covariance(operator.adjoint(from_real(z, b))))) + s * z
+            return as_real(operator.forward(scale * covariance.apply(operator.adjoint(from_real(z, b))))) + s * z
 
-        precondition = None
-        if closed_form(operator) in ("diagonal", "block", "scalar") or (closed_form(operator) and s.numel() == 1):
+        precondition = stationary_preconditioner(operator, covariance, scale, s, b)
+        if precondition is None and (closed_form(operator) in ("diagonal", "block", "scalar")
+                                     or (closed_form(operator) and s.numel() == 1)):
+            average = factor.to(s.dtype) * covariance.mean_variance().to(b.device, s.dtype)
+
             def precondition(r: torch.Tensor) -> torch.Tensor:
-                return as_real(solve(operator, from_real(r, b), scale=scale, noise_variance=s))
+                return as_real(solve(operator, from_real(r, b), scale=average, noise_variance=s))
 
         v, _ = conjugate_gradients(apply, as_real(b), precondition=precondition)
         return from_real(v, b)
+
+
+def _negate_frequency(spectrum: torch.Tensor, dim: int) -> torch.Tensor:
+    """spectrum(-f) along `dim` (FFT layout: frequency 0 first)."""
+    return torch.roll(spectrum.flip(dim), 1, dim)
+
+
+def stationary_preconditioner(operator, covariance, scale: torch.Tensor, s: torch.Tensor, like: torch.Tensor):
+    """An approximate inverse of A C A^T + s I for a spectral C when A keeps the image grid and is
+    stationary itself (a blur: its |h^|^2 on the covariance's reflected grid) or a mask K (then
+    K (C + s)^-1 K + (I - K) / s): the same filter per frequency as the exact inverse where borders
+    and the mask's gaps do not matter. Symmetric positive definite. None for other operators or
+    per-element noise. At high noise C spans orders of magnitude across frequencies, which the
+    isotropic preconditioner cannot follow (CG then ran into its cap of 100 iterations)."""
+    if s.numel() != 1 or like.is_complex():
+        return None
+    height, width = covariance.size
+    s = s.reshape(())
+    if isinstance(operator, Convolution):
+        kernel = operator.kernel.to(device=like.device, dtype=like.dtype)
+        response = torch.fft.fft2(kernel, s=(2 * height, 2 * width)).abs().square()
+        # Made even in each axis (the reflected grid's filters must be): exact for symmetric kernels.
+        response = (response + _negate_frequency(response, -2)) / 2
+        response = (response + _negate_frequency(response, -1)) / 2
+        inverse = 1 / (scale * response * covariance.variance + s)
+        return lambda r: covariance.filter(r, inverse)
+    if isinstance(operator, _Masking):
+        keep = operator._keep(like)
+        inverse = 1 / (scale * covariance.variance + s)
+        return lambda r: keep * covariance.filter(keep * r, inverse) + (1 - keep) * r / s
+    return None

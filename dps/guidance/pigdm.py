@@ -110,10 +110,8 @@ def _weights(x, denoised, sigma, alpha, render, measurement, fixed, noise_varian
     (spectral.py) for pixel models where A A^T is not a multiple of I, else C = solve_scale I."""
     if render.affine and gram.closed_form(measurement.operator) not in ISOTROPIC_GRAM:
         covariance = SpectralCovariance(x, denoised, sigma, alpha)
-        return gram.solve_with_covariance(measurement.operator, fixed,
-                                          covariance=lambda z: covariance.apply(z, RENDER_SCALE**2),
-                                          noise_variance=noise_variance,
-                                          scale=RENDER_SCALE**2 * covariance.mean_variance())
+        return gram.solve_with_covariance(measurement.operator, fixed, covariance=covariance,
+                                          noise_variance=noise_variance, factor=RENDER_SCALE**2)
     bound = RENDER_SCALE**2 * prior_covariance_scale(at_least_float32(sigma).reshape(-1),
                                                      at_least_float32(alpha).reshape(-1))
     scale = solve_scale(measurement, fixed, tuple(image_shape[1:]), noise_variance, bound)

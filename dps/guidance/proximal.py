@@ -53,14 +53,10 @@ def data_consistent_image(measurement, u0: torch.Tensor, a: torch.Tensor,
             weights = gram.solve(measurement.operator, residual, scale=a, noise_variance=noise_variance)
             update = measurement.operator.adjoint(weights)
             return u0 + a.to(u0.dtype).reshape(-1, *([1] * (u0.ndim - 1))) * update.to(u0.dtype)
-        factor = per_sample(a, u0)
-
-        def scaled(z: torch.Tensor) -> torch.Tensor:
-            return covariance.apply(z, factor)
-
-        weights = gram.solve_with_covariance(measurement.operator, residual, covariance=scaled,
-                                             noise_variance=noise_variance, scale=a * covariance.mean_variance())
-        return u0 + scaled(measurement.operator.adjoint(weights)).to(u0.dtype)
+        weights = gram.solve_with_covariance(measurement.operator, residual, covariance=covariance,
+                                             noise_variance=noise_variance, factor=a)
+        update = covariance.apply(measurement.operator.adjoint(weights), per_sample(a, u0))
+        return u0 + update.to(u0.dtype)
 
 
 def _rendered_with_graph(render, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -86,10 +86,15 @@ class SpectralCovariance:
 
     def apply(self, z: torch.Tensor, factor: torch.Tensor | float = 1.0) -> torch.Tensor:
         """factor * Cov z for z shaped like x (symmetric, positive semi-definite)."""
+        return factor * self.filter(z, self.variance)
+
+    def filter(self, z: torch.Tensor, gains: torch.Tensor) -> torch.Tensor:
+        """z filtered, per sample and colour component, by `gains` on the reflected grid's FFT bins
+        ([B or 1, C or 1, 2H, 2W], real and even in frequency: the result is symmetric in z)."""
         height, width = self.size
         spectrum = torch.fft.fft2(_reflect(_mix(at_least_float32(z), self.basis)), norm="ortho")
-        filtered = torch.fft.ifft2(spectrum * self.variance.to(spectrum.real.dtype), norm="ortho").real
-        return factor * _mix(filtered[..., :height, :width], self.basis.T)
+        filtered = torch.fft.ifft2(spectrum * gains.to(spectrum.real.dtype), norm="ortho").real
+        return _mix(filtered[..., :height, :width], self.basis.T)
 
     def mean_variance(self) -> torch.Tensor:
         """The average variance per element, per sample [B] (tr Cov / n for the reflected grid)."""

@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from comfyui_dps.dps.guidance import cg, gram
+from comfyui_dps.dps.guidance.spectral import SpectralCovariance
 from comfyui_dps.dps.measurement import as_real
 from comfyui_dps.dps.operators import (Colorization, Composition, Convolution, FourierUndersampling, GaussianBlur,
                                        Inpainting, RandomInpainting, SuperResolution)
@@ -101,30 +102,52 @@ def test_float32_solves_stay_float32():
 
 @pytest.mark.parametrize("name", list(CASES))
 @pytest.mark.parametrize("per_element", [False, True], ids=["gaussian", "per-element noise"])
-def test_each_solve_with_a_covariance_matches_dense_linear_algebra(name, per_element):
-    """(A C A^T + Sigma_y) v = b for a dense, correlated C per sample (as the spectral estimate is),
-    with and without a closed-form preconditioner (per-element noise drops the FFT ones)."""
+def test_each_solve_with_a_spectral_covariance_matches_dense_linear_algebra(name, per_element):
+    """(A f C A^T + Sigma_y) v = b for the spectral covariance of a non-linear denoiser (correlated, its
+    variance spread over orders of magnitude, as at high noise), f per sample: by CG with the
+    stationary preconditioner (blurs, masks), the isotropic closed form or none."""
     build, shape, _ = CASES[name]
     operator = build()
     generator = torch.Generator().manual_seed(7)
     b = measurement_like(operator, shape, generator)
-    n = shape[1] * shape[2] * shape[3]
-    factors = torch.randn(shape[0], n, n, generator=generator, dtype=torch.float64) / n**0.5
-    covariances = factors @ factors.transpose(1, 2) * SCALE.reshape(-1, 1, 1) * 5
-
-    def covariance(z):
-        return torch.einsum("bij,bj->bi", covariances, z.reshape(z.shape[0], -1)).reshape(z.shape)
-
+    x = 5 * torch.randn(shape, generator=generator, dtype=torch.float64)
+    covariance = SpectralCovariance(x, torch.tanh(x / 3) + 0.1 * x, torch.tensor([5.0, 0.3], dtype=torch.float64),
+                                    torch.ones(2, dtype=torch.float64))
+    factor = torch.tensor([0.25, 0.5], dtype=torch.float64)
     variance = (0.001 + 0.01 * torch.rand(as_real(b).shape, generator=generator, dtype=torch.float64)
                 if per_element else torch.tensor(0.05**2, dtype=torch.float64))
-    mean_variance = covariances.diagonal(dim1=1, dim2=2).mean(1)
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(cg, "TOLERANCE", 1e-12)
-        patch.setattr(cg, "MAX_ITERATIONS", 2000)
-        v = gram.solve_with_covariance(operator, b, covariance=covariance, noise_variance=variance, scale=mean_variance)
+        patch.setattr(cg, "MAX_ITERATIONS", 3000)
+        v = gram.solve_with_covariance(operator, b, covariance=covariance, noise_variance=variance, factor=factor)
     matrix = dense(operator, shape[1:])
+    n = matrix.shape[1]
     for i in range(shape[0]):
+        basis = torch.eye(n, dtype=torch.float64).reshape(n, *shape[1:])
+        single = torch.stack([covariance.apply(basis[j:j + 1].expand(2, *shape[1:]))[i].reshape(-1) for j in range(n)], 1)
         noise = torch.broadcast_to(variance, as_real(b).shape)[i].reshape(-1)
-        system = matrix @ covariances[i] @ matrix.T + torch.diag(noise)
-        torch.testing.assert_close(as_real(v[i:i + 1]).reshape(-1), torch.linalg.solve(system, as_real(b[i:i + 1]).reshape(-1)),
-                                   rtol=1e-7, atol=1e-7)
+        system = factor[i] * matrix @ single @ matrix.T + torch.diag(noise)
+        torch.testing.assert_close(as_real(v[i:i + 1]).reshape(-1),
+                                   torch.linalg.solve(system, as_real(b[i:i + 1]).reshape(-1)), rtol=1e-7, atol=1e-7)
+
+
+@pytest.mark.parametrize("name", ["inpainting", "random inpainting", "reflect blur", "zero-padded blur",
+                                  "circular motion blur"])
+def test_the_stationary_preconditioner_is_symmetric_positive_definite(name):
+    """Conjugate gradients need it so (an asymmetric motion kernel included)."""
+    build, shape, _ = CASES[name]
+    operator = build()
+    generator = torch.Generator().manual_seed(8)
+    x = 5 * torch.randn(shape, generator=generator, dtype=torch.float64)
+    covariance = SpectralCovariance(x, torch.tanh(x / 3) + 0.1 * x, torch.tensor([8.0, 8.0], dtype=torch.float64),
+                                    torch.ones(2, dtype=torch.float64))
+    s = torch.tensor(0.02**2, dtype=torch.float64)
+    scale = torch.full((2, 1, 1, 1), 0.25, dtype=torch.float64)
+    like = torch.zeros(shape, dtype=torch.float64)
+    precondition = gram.stationary_preconditioner(operator, covariance, scale, s, like)
+    n = shape[1] * shape[2] * shape[3]
+    basis = torch.eye(n, dtype=torch.float64).reshape(n, *shape[1:])
+    matrix = torch.stack([precondition(e.expand(2, *shape[1:]))[0].reshape(-1) for e in basis], 1)
+    torch.testing.assert_close(matrix, matrix.T, rtol=1e-9, atol=1e-9)
+    assert torch.linalg.eigvalsh(matrix).min() > 0
+
