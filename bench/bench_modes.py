@@ -4,9 +4,10 @@ plain KSampler step measured in the same run (interleaved, median), through Comf
 Passes are counted with hooks: a forward of the diffusion network or the decoder (or encoder) is
 one call of its module; a backward is one gradient reaching that call's output. Timing reuses
 bench/step_cost.py's harness (one Euler step at sigma 2 -> 1.5, 4x bicubic super-resolution,
-cfg 1, batch 1), for the scaled models and, unless --quick, the SD1.5-size UNet and decoder.
+cfg 1, batch 1), for the scaled models and, unless --quick, the SD1.5-size UNet and decoder; and for
+pixel models (the bundled demo prior, per operator of the demo).
 
-    .venv/bin/python bench/bench_modes.py [--quick] [--out bench]
+    .venv/bin/python bench/bench_modes.py [--quick] [--out bench] [--skip-full-size | --pixel-only]
 """
 
 from __future__ import annotations
@@ -28,7 +29,12 @@ load_pack()
 
 import torch  # noqa: E402
 
-from bench.step_cost import StepBench  # noqa: E402
+import comfy.sample  # noqa: E402
+
+from bench.step_cost import SIGMAS, StepBench, timing_sampler  # noqa: E402
+from comfyui_dps.dps.measurement import simulate  # noqa: E402
+from comfyui_dps.dps.noise import GaussianNoise  # noqa: E402
+from comfyui_dps.dps.operators import GaussianBlur, Inpainting, RandomInpainting, SuperResolution  # noqa: E402
 from comfyui_dps.dps.guidance import METHODS  # noqa: E402
 from comfyui_dps.nodes.guidance_patch import guided_model  # noqa: E402
 
@@ -56,6 +62,63 @@ def measure(bench: StepBench, latent: int, repeats: int, vae_name: str) -> dict:
     return {"latent": latent, "pixels": (8 * latent) ** 2, "vae": vae_name, "passes": passes,
             "seconds": medians, "ratio": {k: v / medians["plain"] for k, v in medians.items() if k in calls}
             if medians else {}}
+
+
+#: Pixel models: the bundled demo prior at the demo's size on the demo's four operators (noise 0.02);
+#: their guidance solves with the spectral covariance (dps/guidance/spectral.py), whose cost is
+#: linear algebra next to a small network, so it is timed per operator.
+PIXEL_SIZE = 128
+PIXEL_MODES = ("dps", "pigdm", "proximal")
+
+
+def pixel_operators() -> dict:
+    box = torch.zeros(PIXEL_SIZE, PIXEL_SIZE)
+    box[PIXEL_SIZE // 2 - 20:PIXEL_SIZE // 2 + 20, PIXEL_SIZE // 2 - 20:PIXEL_SIZE // 2 + 20] = 1
+    return {"4x bicubic SR": SuperResolution(4, "bicubic"), "random inpainting 80%": RandomInpainting(0.8, seed=0),
+            "box 40x40": Inpainting(box), "Gaussian blur sigma 2": GaussianBlur(13, 2.0)}
+
+
+def measure_pixel(repeats: int) -> list[dict]:
+    """Seconds per Euler step of plain sampling and each of PIXEL_MODES with the demo prior, per operator."""
+    from comfyui_dps.nodes.demo_prior_node import DPSLoadDemoPrior
+
+    with torch.inference_mode():
+        model, _, cond = DPSLoadDemoPrior.execute().args
+    shape = (1, 3, PIXEL_SIZE, PIXEL_SIZE)
+
+    def run(patcher):
+        record = []
+        with torch.inference_mode():
+            noise = torch.randn(shape, generator=torch.Generator().manual_seed(0))
+            comfy.sample.sample_custom(patcher, noise, 1.0, timing_sampler(record), torch.tensor(SIGMAS), cond, cond,
+                                       torch.zeros(shape), disable_pbar=True, seed=0)
+        return record
+
+    rows = []
+    for name, operator in pixel_operators().items():
+        with torch.inference_mode():
+            picture = torch.rand(shape, generator=torch.Generator().manual_seed(1))
+            measurement = simulate(picture, operator, GaussianNoise(0.02), seed=1)
+        calls = {"plain": lambda: run(model)}
+        for mode in PIXEL_MODES:
+            patched, _ = guided_model(model, measurement, mode, 1.0)
+            calls[mode] = lambda patched=patched: run(patched)
+        medians, _ = interleaved(calls, repeats)
+        rows.append({"operator": name, "seconds": medians})
+        print(json.dumps(rows[-1]), flush=True)
+    return rows
+
+
+def pixel_lines(rows: list[dict]) -> list[str]:
+    lines = ["| operator | plain s / step | " + " | ".join(f"{m} s (x plain)" for m in PIXEL_MODES) +
+             " | pigdm / dps (target <= 1.15x) | proximal / plain (target <= 1.2x) |",
+             "|---|---:|" + "---:|" * len(PIXEL_MODES) + "---:|---:|"]
+    for row in rows:
+        seconds = row["seconds"]
+        lines.append(f"| {row['operator']} | {seconds['plain']:.3f} | " + " | ".join(
+            f"{seconds[m]:.3f} ({seconds[m] / seconds['plain']:.2f}x)" for m in PIXEL_MODES) +
+            f" | {seconds['pigdm'] / seconds['dps']:.2f}x | {seconds['proximal'] / seconds['plain']:.2f}x |")
+    return lines
 
 
 DECODER_FORWARD = "decoder forward"
@@ -110,14 +173,14 @@ def table(rows: list[dict]) -> list[str]:
     return lines
 
 
-def kept_full_size_rows(previous: pathlib.Path) -> list[dict]:
-    """The SD1.5-size rows of an earlier run, each marked with that run's date (its seconds compare only
-    with its own plain step)."""
+def kept_full_size_rows(previous: pathlib.Path, every_latent_row: bool = False) -> list[dict]:
+    """The SD1.5-size rows (or every latent-model row) of an earlier run, each marked with that run's
+    date (its seconds compare only with its own plain step)."""
     if not previous.exists():
         return []
     earlier = json.loads(previous.read_text())
     when = earlier.get("measured_on") or datetime.date.fromtimestamp(previous.stat().st_mtime).isoformat()
-    rows = [row for row in earlier["rows"] if row["models"] != "scaled"]
+    rows = [row for row in earlier["rows"] if every_latent_row or row["models"] != "scaled"]
     for row in rows:
         row["models"] = f"{row['models'].split(' (')[0]} (run of {when})"
     return rows
@@ -127,6 +190,8 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="scaled models only, small image, 1 repeat")
     parser.add_argument("--out", default=str(ROOT / "bench"), help="folder for modes_results.md / .json")
+    parser.add_argument("--pixel-only", action="store_true", help="only the pixel-model rows (the demo prior); the "
+                        "latent-model rows of modes_results.json in --out are kept, marked with the date of their run")
     parser.add_argument("--skip-full-size", action="store_true", help="only the scaled models (CPU: the SD1.5-size "
                         "moment step alone takes minutes); the SD1.5-size rows of modes_results.json in --out are kept, "
                         "marked with the date of their run")
@@ -136,8 +201,8 @@ def main():
     baseline = MemoryBaseline(dev)
     info = machine()
     rows = []
-    plans = [("scaled", False, [16] if args.quick else [32], 1 if args.quick else 5)]
-    if not (args.quick or args.skip_full_size):
+    plans = [] if args.pixel_only else [("scaled", False, [16] if args.quick else [32], 1 if args.quick else 5)]
+    if not (args.quick or args.skip_full_size or args.pixel_only):
         plans.append(("SD1.5-size", True, [32], 3))
     for label, full_size, latents, repeats in plans:
         bench = StepBench(dev, baseline, vae_names=("AutoencoderKL",), full_size=full_size)
@@ -147,12 +212,16 @@ def main():
             rows.append(row)
             print(json.dumps(row, default=str), flush=True)
         del bench
+    pixel_rows = measure_pixel(1 if args.quick else 5)
     elapsed = time.perf_counter() - started
     out = pathlib.Path(args.out) if not args.quick else ROOT / "bench" / "out"
-    if args.skip_full_size and not args.quick:
+    if args.pixel_only:
+        rows += kept_full_size_rows(out / "modes_results.json", every_latent_row=True)
+    elif args.skip_full_size and not args.quick:
         rows += kept_full_size_rows(out / "modes_results.json")
     out.mkdir(parents=True, exist_ok=True)
     (out / "modes_results.json").write_text(json.dumps({"machine": info, "elapsed_s": elapsed, "rows": rows,
+                                                        "pixel_rows": pixel_rows,
                                                         "measured_on": datetime.date.today().isoformat()},
                                                        indent=1, default=str))
     text = "\n".join([
@@ -165,6 +234,10 @@ def main():
         " without gradient, and a forward + backward to its input; proximal's decoder work is its counted"
         " backward passes at the second price and its other forward passes at the first.", "",
         *target_lines(rows), "",
+        f"Pixel models: the demo prior (bundled, {PIXEL_SIZE}x{PIXEL_SIZE}), the demo's operators at noise 0.02,"
+        " one Euler step per call, medians of interleaved runs in this run. Their pigdm (blur, SR) and proximal"
+        " solve with the spectral covariance by conjugate gradients.", "",
+        *pixel_lines(pixel_rows), "",
     ])
     (out / "modes_results.md").write_text(text)
     print(text)
