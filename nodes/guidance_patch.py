@@ -30,7 +30,7 @@ class GuidancePatch:
 
     def __init__(self, model_patcher, measurement, mode: str, strength: float, vae=None,
                  guidance: GuidanceMethod | None = None, solver_steps: int | None = None):
-        self.method = guidance or method(mode, measurement)
+        self.method = guidance or method(mode, measurement, pixel_model=vae is None)
         if solver_steps is not None and solver_steps < 0:
             raise ValueError(f"solver_steps: expected 0 (the mode's default) or more, got {solver_steps}")
         # 0 asks for the mode's own default (the node's widget default).

@@ -173,7 +173,7 @@ TASKS = {
 
 def auto_note(task: str) -> str:
     """What guidance_mode auto runs for this task's operator, as the Note says it."""
-    mode = auto_choice(TASKS[task]["engine_operator"]())
+    mode = auto_choice(TASKS[task]["engine_operator"](), pixel_model=True)  # the demo prior is a pixel model
     return f"{mode} here" + ("" if METHODS[mode].through_model else ", no backward pass")
 
 

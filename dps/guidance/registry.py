@@ -75,13 +75,14 @@ METHODS: dict[str, GuidanceMethod] = {m.name: m for m in [
                     "seen through the operator, and the step is set by the model's own covariance measured in "
                     "the same backward pass: no step-size rule. Linear operators only. On exact checks its "
                     "samples spread more like the true posterior than dps's and sit closer to its mean on "
-                    "super-resolution, random inpainting and most blur settings. A step costs a dps step plus a linear solve "
-                    "(iterative for bicubic super-resolution, padded blur and compositions).",
+                    "super-resolution, blur and random inpainting (not on a box hole). A step costs a dps step "
+                    "plus a linear solve (iterative for bicubic super-resolution, blur and compositions).",
     ),
     GuidanceMethod(
         "proximal", proximal_guidance, through_model=False, needs_linear=True,
         description="proximal data consistency (DiffPIR): the clean estimate is replaced by the image closest "
-                    "to it that explains the measurement, solved exactly; no backward pass through the diffusion "
+                    "to it that explains the measurement, solved exactly, 'closest' weighed by the model's own "
+                    "covariance per spatial frequency with pixel models; no backward pass through the diffusion "
                     "model, so a step costs about a plain step (pixel models) or a plain step plus a few decoder "
                     "passes (latent models: solver_steps gradient steps, default 3). Linear operators only; "
                     "strength 1 is calibrated.",
@@ -99,23 +100,25 @@ METHODS: dict[str, GuidanceMethod] = {m.name: m for m in [
 
 #: The nodes' default mode: not a method of its own, a choice per measurement (see `method`).
 AUTO = "auto"
-AUTO_DESCRIPTION = ("the default: proximal for super-resolution, blur, colourisation and k-space; pigdm for "
-                    "random (scattered) inpainting masks; dps for masks with holes (Inpainting Operator) and "
-                    "non-linear operators (phase retrieval). The best per task in the pack's measurements; pick a "
-                    "mode yourself to compare.")
+AUTO_DESCRIPTION = ("the default: proximal for super-resolution, blur, colourisation and k-space, and for random "
+                    "(scattered) inpainting masks with pixel models (pigdm with latent models); dps for masks "
+                    "with holes (Inpainting Operator) and non-linear operators (phase retrieval). The best per "
+                    "task in the pack's measurements; pick a mode yourself to compare.")
 
 
-def auto_choice(operator) -> str:
-    """What `auto` picks for `operator`, from the pack's measurements (README, "How auto chooses"):
-    proximal fills nothing in by itself: where A measures nothing (the holes of a mask) only the
-    denoiser moves the estimate, and with the demo prior 80% random inpainting fell 4-7 dB below
-    the classical baseline. Among the modes that do fill holes, pigdm's posterior mean was closer
-    to the truth than dps's on scattered masks (exact checks 9 of 9; photos +0.56 dB on average)
-    and further on a contiguous hole (exact checks 0 of 9; photos -1.6 dB on average)."""
+def auto_choice(operator, pixel_model: bool = False) -> str:
+    """What `auto` picks for `operator` (and a pixel model, or a latent one), from the pack's
+    measurements (README, "How auto chooses"). Where A measures nothing (the holes of a mask) only
+    the prior moves the estimate: proximal with the model's spectral covariance (pixel models,
+    spectral.py) fills scattered holes from their measured neighbours and beat pigdm there on
+    photographs at half the cost; with the isotropic covariance it must assume for latent models it
+    fills nothing (80% random inpainting fell 4-7 dB below the classical baseline), and pigdm's mean
+    was closer to the truth than dps's (exact checks 9 of 9; photos +0.56 dB). On a contiguous hole
+    dps stayed best on photographs (the others were up to 5 dB below it on one of two)."""
     if not operator.is_linear:
         return "dps"
     if isinstance(operator, RandomInpainting):
-        return "pigdm"
+        return "proximal" if pixel_model else "pigdm"
     if isinstance(operator, _Masking):
         return "dps"
     return "proximal"
@@ -126,13 +129,13 @@ def mode_names() -> list[str]:
     return [AUTO, *METHODS]
 
 
-def method(name: str, measurement=None) -> GuidanceMethod:
-    """The method called `name` (for `auto`, the one it picks for `measurement`), or a ValueError
-    that lists the choices."""
+def method(name: str, measurement=None, pixel_model: bool = False) -> GuidanceMethod:
+    """The method called `name` (for `auto`, the one it picks for `measurement` and the kind of
+    model), or a ValueError that lists the choices."""
     if name == AUTO:
         if measurement is None:
             raise ValueError("guidance_mode: 'auto' picks a method for a measurement, and none was given")
-        return METHODS[auto_choice(measurement.operator)]
+        return METHODS[auto_choice(measurement.operator, pixel_model)]
     if name not in METHODS:
         raise ValueError(f"guidance_mode: expected one of {', '.join(mode_names())}, got {name!r}")
     return METHODS[name]

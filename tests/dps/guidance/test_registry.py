@@ -57,16 +57,20 @@ def test_an_unknown_name_is_a_clear_error():
         method("dsp")
 
 
-def test_auto_picks_proximal_for_sr_and_blur_pigdm_for_scattered_masks_and_dps_for_holes_and_non_linear_operators():
+def test_auto_picks_proximal_for_sr_and_blur_and_by_model_kind_for_scattered_masks_and_dps_for_holes_and_non_linear():
     y = torch.rand(1, 3, 8, 8)
     masked = Measurement(y, Inpainting(torch.zeros(8, 8)), GaussianNoise(0.1))
     scattered = Measurement(y, RandomInpainting(0.5, seed=0), GaussianNoise(0.1))
     blurred = Measurement(y, GaussianBlur(3, 1.0), GaussianNoise(0.1))
     low = Measurement(torch.rand(1, 3, 4, 4), SuperResolution(2, "bicubic"), GaussianNoise(0.1))
     phase = Measurement(torch.rand(1, 3, 16, 16), PhaseRetrieval(2.0), GaussianNoise(0.1))
-    assert method("auto", blurred) is METHODS["proximal"] and method("auto", low) is METHODS["proximal"]
-    assert method("auto", masked) is METHODS["dps"] and method("auto", phase) is METHODS["dps"]
+    for pixel_model in (False, True):
+        assert method("auto", blurred, pixel_model) is METHODS["proximal"]
+        assert method("auto", low, pixel_model) is METHODS["proximal"]
+        assert method("auto", masked, pixel_model) is METHODS["dps"] and method("auto", phase, pixel_model) is METHODS["dps"]
+    # Scattered masks: proximal's spectral covariance (pixel models only) fills them; else pigdm.
     assert method("auto", scattered) is METHODS["pigdm"]
+    assert method("auto", scattered, pixel_model=True) is METHODS["proximal"]
     assert mode_names()[0] == "auto" and set(mode_names()[1:]) == set(METHODS)
     with pytest.raises(ValueError, match="guidance_mode: 'auto' picks a method for a measurement"):
         method("auto")
