@@ -128,16 +128,16 @@ def solve_with_covariance(operator, b: torch.Tensor, *, covariance, noise_varian
     average variance times I where the operator has a closed form. No graph is built."""
     with torch.no_grad():
         s = noise_variance.to(device=b.device, dtype=b.real.dtype if b.is_complex() else b.dtype)
-        factor = torch.as_tensor(factor, device=b.device).reshape(-1).expand(b.shape[0])
-        scale = _per_sample(factor, b)
+        scale = _per_sample(torch.as_tensor(factor), b)
 
         def apply(z: torch.Tensor) -> torch.Tensor:
             return as_real(operator.forward(scale * covariance.apply(operator.adjoint(from_real(z, b))))) + s * z
 
         precondition = stationary_preconditioner(operator, covariance, scale, s, b)
-        if precondition is None and (closed_form(operator) in ("diagonal", "block", "scalar")
-                                     or (closed_form(operator) and s.numel() == 1)):
-            average = factor.to(s.dtype) * covariance.mean_variance().to(b.device, s.dtype)
+        kind = closed_form(operator)
+        # Exact solves only: solve() falls back to CG itself where its closed form needs scalar noise.
+        if precondition is None and (kind in ("diagonal", "block", "scalar") or (kind and s.numel() == 1)):
+            average = scale.reshape(-1) * covariance.mean_variance().to(b.device, s.dtype)
 
             def precondition(r: torch.Tensor) -> torch.Tensor:
                 return as_real(solve(operator, from_real(r, b), scale=average, noise_variance=s))

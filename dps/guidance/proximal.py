@@ -49,13 +49,14 @@ def data_consistent_image(measurement, u0: torch.Tensor, a: torch.Tensor,
     with torch.no_grad():
         residual = measurement.residual(u0)
         noise_variance = gram.noise_variance(measurement, residual)
+        operator, factor = measurement.operator, per_sample(a, u0).to(u0.dtype)
         if covariance is None:
-            weights = gram.solve(measurement.operator, residual, scale=a, noise_variance=noise_variance)
-            update = measurement.operator.adjoint(weights)
-            return u0 + a.to(u0.dtype).reshape(-1, *([1] * (u0.ndim - 1))) * update.to(u0.dtype)
-        weights = gram.solve_with_covariance(measurement.operator, residual, covariance=covariance,
-                                             noise_variance=noise_variance, factor=a)
-        update = covariance.apply(measurement.operator.adjoint(weights), per_sample(a, u0))
+            weights = gram.solve(operator, residual, scale=a, noise_variance=noise_variance)
+            update = factor * operator.adjoint(weights).to(u0.dtype)
+        else:
+            weights = gram.solve_with_covariance(operator, residual, covariance=covariance,
+                                                 noise_variance=noise_variance, factor=a)
+            update = covariance.apply(operator.adjoint(weights), factor)
         return u0 + update.to(u0.dtype)
 
 
@@ -98,18 +99,17 @@ def proximal_guidance(*, x, sigma, alpha, denoise, render, measurement, strength
         z_in, image = None, None
         with torch.no_grad():
             u0 = at_least_float32(render(denoised))
+        # Pixel models: the prior term's covariance is the model's own, read off its frequency response
+        # (it replaces r_t^2; lambda and c^2 still scale it).
+        covariance = SpectralCovariance(x, denoised, sigma, alpha)
     else:
         # The first fitting step differentiates this same decoder pass.
         z_in, image = _rendered_with_graph(render, denoised)
         u0 = at_least_float32(image.detach())
+        covariance = None
     r2 = prior_covariance_scale(at_least_float32(sigma).reshape(-1), at_least_float32(alpha).reshape(-1))
-    covariance = None
-    if render.affine:
-        # Pixel models: the prior term's covariance is the model's own, read off its frequency response
-        # (it replaces r_t^2; lambda and c^2 still scale it).
-        covariance = SpectralCovariance(x, denoised, sigma, alpha)
-        r2 = torch.ones_like(r2)
-    target = data_consistent_image(measurement, u0, strength * RENDER_SCALE**2 * r2, covariance)
+    spread = r2 if covariance is None else torch.ones_like(r2)
+    target = data_consistent_image(measurement, u0, strength * RENDER_SCALE**2 * spread, covariance)
     with torch.no_grad():
         residual = measurement.normalized_residual(u0)
         if render.affine:

@@ -66,8 +66,7 @@ class SpectralCovariance:
         batch, channels, height, width = x.shape
         self.size = (height, width)
         self.basis = _colour_basis(channels, x)
-        spectrum_x = torch.fft.fft2(_reflect(_mix(x, self.basis)), norm="ortho")
-        spectrum_d = torch.fft.fft2(_reflect(_mix(denoised, self.basis)), norm="ortho")
+        spectrum_x, spectrum_d = self._spectrum(x), self._spectrum(denoised)
         rings = _rings(2 * height, 2 * width, x.device)
         count = int(rings.max()) + 1
         index = rings.reshape(-1)
@@ -92,9 +91,13 @@ class SpectralCovariance:
         """z filtered, per sample and colour component, by `gains` on the reflected grid's FFT bins
         ([B or 1, C or 1, 2H, 2W], real and even in frequency: the result is symmetric in z)."""
         height, width = self.size
-        spectrum = torch.fft.fft2(_reflect(_mix(at_least_float32(z), self.basis)), norm="ortho")
+        spectrum = self._spectrum(z)
         filtered = torch.fft.ifft2(spectrum * gains.to(spectrum.real.dtype), norm="ortho").real
         return _mix(filtered[..., :height, :width], self.basis.T)
+
+    def _spectrum(self, t: torch.Tensor) -> torch.Tensor:
+        """The FFT of t's colour components on the reflected grid [B, C, 2H, 2W]."""
+        return torch.fft.fft2(_reflect(_mix(at_least_float32(t), self.basis)), norm="ortho")
 
     def mean_variance(self) -> torch.Tensor:
         """The average variance per element, per sample [B] (tr Cov / n for the reflected grid)."""
