@@ -165,9 +165,11 @@ def stationary_preconditioner(operator, covariance, scale: torch.Tensor, s: torc
     if isinstance(operator, Convolution):
         kernel = operator.kernel.to(device=like.device, dtype=like.dtype)
         response = torch.fft.fft2(kernel, s=(2 * height, 2 * width)).abs().square()
-        # Made even in each axis (the reflected grid's filters must be): exact for symmetric kernels.
+        # Made even in each axis (the reflected grid's filters must be): exact for symmetric kernels. Its
+        # first H x W bins are then the filter's gains on the DCT-II coefficients.
         response = (response + _negate_frequency(response, -2)) / 2
         response = (response + _negate_frequency(response, -1)) / 2
+        response = response[..., :height, :width]
         inverse = 1 / (scale * response * covariance.variance + s)
         return lambda r: covariance.filter(r, inverse)
     if isinstance(operator, _Masking):

@@ -12,8 +12,10 @@ with spectra that depend mostly on |f|, so the gain is pooled over rings of equa
 fit per ring, which also makes it robust for a non-linear denoiser) and clamped to [0, 1/alpha] (a
 covariance between 0 and the prior's sigma^2 / alpha^2). Two refinements from imaging practice:
 
-- the image is extended by half-sample symmetry (as a DCT does) before the FFT, so the model has
-  reflecting borders, not the wrap-around of a circulant that would correlate opposite edges;
+- the image is extended by half-sample symmetry, so the model has reflecting borders, not the
+  wrap-around of a circulant that would correlate opposite edges; filters even in frequency on that
+  extension are diagonal in the DCT-II basis, so the gain is fitted, and applied, per DCT coefficient
+  (dct.py: a quarter of the extension's FFT work);
 - for 3 channels the gain is fitted per opponent-colour component (luma and two chroma axes,
   orthonormal), which captures the strong correlation between R, G and B.
 
@@ -28,6 +30,7 @@ from __future__ import annotations
 import torch
 
 from .core import MIN_ALPHA, at_least_float32, posterior_scale
+from .dct import dct2, idct2
 
 
 def _colour_basis(channels: int, like: torch.Tensor) -> torch.Tensor:
@@ -42,18 +45,13 @@ def _mix(t: torch.Tensor, basis: torch.Tensor) -> torch.Tensor:
     return torch.einsum("kc,bc...->bk...", basis, t)
 
 
-def _reflect(t: torch.Tensor) -> torch.Tensor:
-    """Half-sample symmetric extension [.., H, W] -> [.., 2H, 2W] (the DCT's)."""
-    t = torch.cat([t, t.flip(-2)], -2)
-    return torch.cat([t, t.flip(-1)], -1)
-
-
 def _rings(height: int, width: int, device) -> torch.Tensor:
-    """Ring index of each FFT bin of a height x width grid: |f| in steps of 1 / max(height, width)."""
-    fy = torch.fft.fftfreq(height, device=device)
-    fx = torch.fft.fftfreq(width, device=device)
+    """Ring index of each DCT-II coefficient of a height x width grid: its frequency |f| (k / 2n cycles per
+    pixel per axis, as on the reflected grid's FFT) in steps of 1 / max(2 height, 2 width)."""
+    fy = torch.arange(height, device=device) / (2 * height)
+    fx = torch.arange(width, device=device) / (2 * width)
     radius = (fy[:, None].square() + fx[None, :].square()).sqrt()
-    return torch.round(radius * max(height, width)).long()
+    return torch.round(radius * max(2 * height, 2 * width)).long()
 
 
 class SpectralCovariance:
@@ -67,11 +65,11 @@ class SpectralCovariance:
         self.size = (height, width)
         self.basis = _colour_basis(channels, x)
         spectrum_x, spectrum_d = self._spectrum(x), self._spectrum(denoised)
-        rings = _rings(2 * height, 2 * width, x.device)
+        rings = _rings(height, width, x.device)
         count = int(rings.max()) + 1
         index = rings.reshape(-1)
-        cross = (spectrum_d * spectrum_x.conj()).real.reshape(batch, channels, -1)
-        power = spectrum_x.abs().square().reshape(batch, channels, -1)
+        cross = (spectrum_d * spectrum_x).reshape(batch, channels, -1)
+        power = spectrum_x.square().reshape(batch, channels, -1)
         fit = torch.zeros(batch, channels, count, dtype=x.dtype, device=x.device)
         cross = fit.index_add(-1, index, cross)
         power = fit.index_add(-1, index, power)
@@ -80,7 +78,7 @@ class SpectralCovariance:
         gain = cross / power.clamp(min=torch.finfo(x.dtype).tiny)
         gain = torch.minimum(gain.clamp(min=0), 1 / alpha.clamp(min=MIN_ALPHA).reshape(-1, 1, 1))
         variance = posterior_scale(sigma, alpha).expand(batch).reshape(-1, 1, 1) * gain
-        #: Per sample, colour component and FFT bin of the reflected grid [B, C, 2H, 2W].
+        #: Per sample, colour component and DCT-II coefficient [B, C, H, W].
         self.variance = variance[..., rings]
 
     def apply(self, z: torch.Tensor, factor: torch.Tensor | float = 1.0) -> torch.Tensor:
@@ -88,17 +86,16 @@ class SpectralCovariance:
         return factor * self.filter(z, self.variance)
 
     def filter(self, z: torch.Tensor, gains: torch.Tensor) -> torch.Tensor:
-        """z filtered, per sample and colour component, by `gains` on the reflected grid's FFT bins
-        ([B or 1, C or 1, 2H, 2W], real and even in frequency: the result is symmetric in z)."""
-        height, width = self.size
+        """z filtered, per sample and colour component, by `gains` on the DCT-II coefficients
+        ([B or 1, C or 1, H, W]; the result is symmetric in z)."""
         spectrum = self._spectrum(z)
-        filtered = torch.fft.ifft2(spectrum * gains.to(spectrum.real.dtype), norm="ortho").real
-        return _mix(filtered[..., :height, :width], self.basis.T)
+        return _mix(idct2(spectrum * gains.to(spectrum.dtype)), self.basis.T)
 
     def _spectrum(self, t: torch.Tensor) -> torch.Tensor:
-        """The FFT of t's colour components on the reflected grid [B, C, 2H, 2W]."""
-        return torch.fft.fft2(_reflect(_mix(at_least_float32(t), self.basis)), norm="ortho")
+        """The DCT-II of t's colour components [B, C, H, W] (the reflected grid's FFT, without its
+        redundant mirror bins and phases)."""
+        return dct2(_mix(at_least_float32(t), self.basis))
 
     def mean_variance(self) -> torch.Tensor:
-        """The average variance per element, per sample [B] (tr Cov / n for the reflected grid)."""
+        """The average variance per element, per sample [B] (tr Cov / n)."""
         return self.variance.reshape(self.variance.shape[0], -1).mean(dim=1)
