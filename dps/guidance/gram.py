@@ -25,6 +25,7 @@ from ..operators import Colorization, Convolution, FourierUndersampling, SuperRe
 from ..operators.inpainting import _Masking
 from ..measurement import as_real
 from .cg import conjugate_gradients
+from .dct import dct
 
 
 def noise_variance(measurement, like: torch.Tensor) -> torch.Tensor:
@@ -152,12 +153,19 @@ def _negate_frequency(spectrum: torch.Tensor, dim: int) -> torch.Tensor:
 
 
 def stationary_preconditioner(operator, covariance, scale: torch.Tensor, s: torch.Tensor, like: torch.Tensor):
-    """An approximate inverse of A C A^T + s I for a spectral C when A keeps the image grid and is
-    stationary itself (a blur: its |h^|^2 on the covariance's reflected grid) or a mask K (then
-    K (C + s)^-1 K + (I - K) / s): the same filter per frequency as the exact inverse where borders
-    and the mask's gaps do not matter. Symmetric positive definite. None for other operators or
-    per-element noise. At high noise C spans orders of magnitude across frequencies, which the
-    isotropic preconditioner cannot follow (CG then ran into its cap of 100 iterations)."""
+    """An approximate inverse of A C A^T + s I for a spectral C, for operators whose action is (nearly)
+    diagonal in the DCT-II with C's:
+    - a blur (its |h^|^2 on the covariance's reflected grid): the exact inverse where borders do not matter;
+    - super-resolution: the inverse of the diagonal of A C A^T in the measurement grid's DCT-II (its
+      shrinking matrices in DCT bases, squared), aliasing included: with the demo prior CG took 1-2
+      iterations for 4x bicubic SR from sigma 10 to 0.3, against 5-47 with the isotropic closed form;
+    - a mask K: K (C + s)^-1 K + (I - K) / s. With the demo prior CG takes 57-95 iterations for its 80%
+      random mask at sigma 10, 5-18 from sigma 5 down (a 40 px box: 20-26, 3-17). Scaling C by the
+      fraction kept p, as a zero-filled scattered sample keeps p of a smooth image's low frequencies,
+      took 0-6 more on both masks at every noise level, so it is not done.
+    Symmetric positive definite. None for other operators or per-element noise. At high noise C spans
+    orders of magnitude across frequencies, which the isotropic preconditioner cannot follow (CG then
+    ran into its cap of 100 iterations)."""
     if s.numel() != 1 or like.is_complex():
         return None
     height, width = covariance.size
@@ -171,6 +179,12 @@ def stationary_preconditioner(operator, covariance, scale: torch.Tensor, s: torc
         response = (response + _negate_frequency(response, -1)) / 2
         response = response[..., :height, :width]
         inverse = 1 / (scale * response * covariance.variance + s)
+        return lambda r: covariance.filter(r, inverse)
+    if isinstance(operator, SuperResolution):
+        # y = D_h x D_w^T per channel: in DCT bases, T = Q_out D Q_in^T per axis, and the diagonal of
+        # A C A^T in the output's DCT-II is (T_h^2) variance (T_w^2)^T (squares elementwise), aliases included.
+        shrink_h, shrink_w = (dct(dct(operator._matrix(size, like), 0), 1).square() for size in (height, width))
+        inverse = 1 / (scale * (shrink_h @ covariance.variance @ shrink_w.mT) + s)
         return lambda r: covariance.filter(r, inverse)
     if isinstance(operator, _Masking):
         keep = operator._keep(like)

@@ -86,8 +86,9 @@ class SpectralCovariance:
         return factor * self.filter(z, self.variance)
 
     def filter(self, z: torch.Tensor, gains: torch.Tensor) -> torch.Tensor:
-        """z filtered, per sample and colour component, by `gains` on the DCT-II coefficients
-        ([B or 1, C or 1, H, W]; the result is symmetric in z)."""
+        """z filtered, per sample and colour component, by `gains` on the DCT-II coefficients of z's grid
+        ([B or 1, C or 1, height, width], the covariance's or another, e.g. a measurement's; the result is
+        symmetric in z)."""
         spectrum = self._spectrum(z)
         return _mix(idct2(spectrum * gains.to(spectrum.dtype)), self.basis.T)
 
