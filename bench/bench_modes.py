@@ -34,9 +34,9 @@ import comfy.sample  # noqa: E402
 from bench.step_cost import SIGMAS, StepBench, timing_sampler  # noqa: E402
 from comfyui_dps.dps.measurement import simulate  # noqa: E402
 from comfyui_dps.dps.noise import GaussianNoise  # noqa: E402
-from comfyui_dps.dps.operators import GaussianBlur, Inpainting, RandomInpainting, SuperResolution  # noqa: E402
 from comfyui_dps.dps.guidance import METHODS  # noqa: E402
 from comfyui_dps.nodes.guidance_patch import guided_model  # noqa: E402
+from testkit.demo_tasks import demo_operators  # noqa: E402
 
 
 def measure(bench: StepBench, latent: int, repeats: int, vae_name: str) -> dict:
@@ -71,11 +71,13 @@ PIXEL_SIZE = 128
 PIXEL_MODES = ("dps", "pigdm", "proximal")
 
 
+#: Row labels of the demo's tasks (testkit.demo_tasks).
+PIXEL_LABELS = {"super-resolution": "4x bicubic SR", "inpainting-random": "random inpainting 80%",
+                "inpainting-box": "box 40x40", "deblur": "Gaussian blur sigma 2"}
+
+
 def pixel_operators() -> dict:
-    box = torch.zeros(PIXEL_SIZE, PIXEL_SIZE)
-    box[PIXEL_SIZE // 2 - 20:PIXEL_SIZE // 2 + 20, PIXEL_SIZE // 2 - 20:PIXEL_SIZE // 2 + 20] = 1
-    return {"4x bicubic SR": SuperResolution(4, "bicubic"), "random inpainting 80%": RandomInpainting(0.8, seed=0),
-            "box 40x40": Inpainting(box), "Gaussian blur sigma 2": GaussianBlur(13, 2.0)}
+    return {PIXEL_LABELS[task]: operator for task, operator in demo_operators(PIXEL_SIZE).items()}
 
 
 def measure_pixel(repeats: int) -> list[dict]:

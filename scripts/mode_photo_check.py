@@ -37,8 +37,8 @@ import comfy.utils  # noqa: E402
 import demo  # noqa: E402  (its classical baselines and metrics)
 from comfyui_dps.dps.measurement import simulate  # noqa: E402
 from comfyui_dps.dps.noise import GaussianNoise  # noqa: E402
-from comfyui_dps.dps.operators import GaussianBlur, Inpainting, RandomInpainting, SuperResolution  # noqa: E402
 from comfyui_dps.nodes.demo_prior_node import DPSLoadDemoPrior  # noqa: E402
+from testkit.demo_tasks import demo_operators  # noqa: E402
 from comfyui_dps.nodes.sampling_nodes import DPSEmptyLatent, DPSKSampler  # noqa: E402
 
 comfy.utils.PROGRESS_BAR_ENABLED = False
@@ -58,18 +58,6 @@ def photos(size: int) -> dict:
     return out
 
 
-def operators(size: int) -> dict:
-    box = torch.zeros(size, size)
-    centre = size // 2
-    box[centre - 20:centre + 20, centre - 20:centre + 20] = 1
-    return {
-        "super-resolution": SuperResolution(4, "bicubic"),
-        "inpainting-random": RandomInpainting(0.8, seed=0),
-        "inpainting-box": Inpainting(box),
-        "deblur": GaussianBlur(13, 2.0),
-    }
-
-
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", type=int, default=128)
@@ -85,7 +73,7 @@ def main():
         model, vae, cond = DPSLoadDemoPrior.execute().args
     rows = []
     for photo, truth in photos(args.size).items():
-        for task, operator in operators(args.size).items():
+        for task, operator in demo_operators(args.size).items():
             if args.tasks and task not in args.tasks:
                 continue
             with torch.inference_mode():
