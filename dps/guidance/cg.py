@@ -2,9 +2,10 @@
 
 Solves M v = b where `apply(z)` computes M z for a batch [B, ...] of real tensors; every sample
 has its own step sizes and stops on its own (its relative residual ||b - M v|| / ||b|| below
-`tolerance`), all stop at `max_iterations`. Used by the Gram solves of `pigdm` (gram.py) for
-operators without a closed form (bicubic super-resolution, padded blur, compositions), and, with a
-preconditioner (an approximate inverse of M, also symmetric positive definite), by `moment`.
+`tolerance`), all stop at `max_iterations`. Used by the Gram solves (gram.py) for operators without a
+closed form (bicubic super-resolution, padded blur, compositions), and, with a preconditioner (an
+approximate inverse of M, also symmetric positive definite), by the solves with the spectral
+covariance (`pigdm`, `proximal`; gram.solve_with_covariance) and by `moment`.
 """
 
 from __future__ import annotations
