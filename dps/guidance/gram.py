@@ -171,13 +171,12 @@ def stationary_preconditioner(operator, covariance, scale: torch.Tensor, s: torc
     height, width = covariance.size
     s = s.reshape(())
     if isinstance(operator, Convolution):
-        kernel = operator.kernel.to(device=like.device, dtype=like.dtype)
-        response = torch.fft.fft2(kernel, s=(2 * height, 2 * width)).abs().square()
-        # Made even in each axis (the reflected grid's filters must be): exact for symmetric kernels. Its
-        # first H x W bins are then the filter's gains on the DCT-II coefficients.
-        response = (response + _negate_frequency(response, -2)) / 2
-        response = (response + _negate_frequency(response, -1)) / 2
-        response = response[..., :height, :width]
+        # |h^|^2 on the reflected grid (the operator's own cached kernel FFT; real input, so columns 0..W
+        # suffice), made even in each axis as the reflected grid's filters must be (exact for symmetric
+        # kernels): averaging over -f_y does both, as |h^(f)|^2 = |h^(-f)|^2. Its first H x W bins are then
+        # the filter's gains on the DCT-II coefficients.
+        response = operator._spectrum((2 * height, 2 * width), like).abs().square()
+        response = ((response + _negate_frequency(response, -2)) / 2)[..., :height, :width]
         inverse = 1 / (scale * response * covariance.variance + s)
         return lambda r: covariance.filter(r, inverse)
     if isinstance(operator, SuperResolution):
