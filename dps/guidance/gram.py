@@ -160,7 +160,13 @@ def stationary_preconditioner(operator, covariance, scale: torch.Tensor, s: torc
       shrinking matrices in DCT bases, squared), aliasing included: with the demo prior CG took 1-2
       iterations for 4x bicubic SR from sigma 10 to 0.3, against 5-47 with the isotropic closed form;
     - a mask K: K (C + s)^-1 K + (I - K) / s. With the demo prior CG takes 57-95 iterations for its 80%
-      random mask at sigma 10, 5-18 from sigma 5 down (a 40 px box: 20-26, 3-17). Scaling C by the
+      random mask at sigma 10, 5-18 from sigma 5 down (a 40 px box: 20-26, 3-17), on a smoothed random
+      picture; with a photograph's x_t (picture plus noise) 100, the cap, at sigma 10 and 29 at sigma 2
+      (box 58 and 12). A coarse space of the lowest 4x4 to 12x12 DCT modes (deflated CG) cut that to
+      28-100 at sigma 10, for more work per solve than it saved (prototype); solving for C^1/2 A^T v in the
+      image's DCT coordinates instead, (s + C^1/2 A^T A C^1/2) w = C^1/2 A^T r with a diagonal preconditioner,
+      halved the transforms per iteration but needed 2-6x the iterations for the same accuracy of the
+      update. Neither is done. Scaling C by the
       fraction kept p, as a zero-filled scattered sample keeps p of a smooth image's low frequencies,
       took 0-6 more on both masks at every noise level, so it is not done.
     Symmetric positive definite. None for other operators or per-element noise. At high noise C spans

@@ -15,7 +15,7 @@ covariance between 0 and the prior's sigma^2 / alpha^2). Two refinements from im
 - the image is extended by half-sample symmetry, so the model has reflecting borders, not the
   wrap-around of a circulant that would correlate opposite edges; filters even in frequency on that
   extension are diagonal in the DCT-II basis, so the gain is fitted, and applied, per DCT coefficient
-  (dct.py: a quarter of the extension's FFT work);
+  (dct.py: transforms of the image's own size, a product with the cached DCT matrix);
 - for 3 channels the gain is fitted per opponent-colour component (luma and two chroma axes,
   orthonormal), which captures the strong correlation between R, G and B.
 
