@@ -5,7 +5,7 @@ Passes are counted with hooks: a forward of the diffusion network or the decoder
 one call of its module; a backward is one gradient reaching that call's output. Timing reuses
 bench/step_cost.py's harness (one Euler step at sigma 2 -> 1.5, 4x bicubic super-resolution,
 cfg 1, batch 1), for the scaled models and, unless --quick, the SD1.5-size UNet and decoder; and for
-pixel models (the bundled demo prior, per operator of the demo).
+pixel models (the bundled demo prior, per operator of the demo), one step and whole DPS KSampler runs.
 
     .venv/bin/python bench/bench_modes.py [--quick] [--out bench] [--skip-full-size | --pixel-only]
 """
