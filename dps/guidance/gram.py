@@ -131,13 +131,25 @@ def solve_with_covariance(operator, b: torch.Tensor, *, covariance, noise_varian
         s = noise_variance.to(device=b.device, dtype=b.real.dtype if b.is_complex() else b.dtype)
         scale = _per_sample(torch.as_tensor(factor), b)
 
+        precondition = stationary_preconditioner(operator, covariance, scale, s, b)
+        if precondition is not None:
+            # Its operators treat every channel alike, so they commute with the covariance's orthonormal colour
+            # mixing: the whole solve runs on colour components, where C is one DCT filter per component
+            # (same iterates, rotated; two colour mixes fewer per filter).
+            gains = scale * covariance.variance
+
+            def apply_components(z: torch.Tensor) -> torch.Tensor:
+                return operator.forward(covariance.filter_components(operator.adjoint(z), gains)) + s * z
+
+            v, _ = conjugate_gradients(apply_components, covariance.to_components(b), precondition=precondition)
+            return covariance.from_components(v).to(b.dtype)
+
         def apply(z: torch.Tensor) -> torch.Tensor:
             return as_real(operator.forward(scale * covariance.apply(operator.adjoint(from_real(z, b))))) + s * z
 
-        precondition = stationary_preconditioner(operator, covariance, scale, s, b)
         kind = closed_form(operator)
         # Exact solves only: solve() falls back to CG itself where its closed form needs scalar noise.
-        if precondition is None and (kind in ("diagonal", "block", "scalar") or (kind and s.numel() == 1)):
+        if kind in ("diagonal", "block", "scalar") or (kind and s.numel() == 1):
             average = scale.reshape(-1) * covariance.mean_variance().to(b.device, s.dtype)
 
             def precondition(r: torch.Tensor) -> torch.Tensor:
@@ -169,7 +181,9 @@ def stationary_preconditioner(operator, covariance, scale: torch.Tensor, s: torc
       update. Neither is done. Scaling C by the
       fraction kept p, as a zero-filled scattered sample keeps p of a smooth image's low frequencies,
       took 0-6 more on both masks at every noise level, so it is not done.
-    Symmetric positive definite. None for other operators or per-element noise. At high noise C spans
+    It acts on colour components (covariance.to_components), as solve_with_covariance's solve does; these
+    operators treat every channel alike (a mask: one for all channels), so they commute with the mixing.
+    Symmetric positive definite. None for other operators, per-channel masks or per-element noise. At high noise C spans
     orders of magnitude across frequencies, which the isotropic preconditioner cannot follow (CG then
     ran into its cap of 100 iterations)."""
     if s.numel() != 1 or like.is_complex():
@@ -184,15 +198,17 @@ def stationary_preconditioner(operator, covariance, scale: torch.Tensor, s: torc
         response = operator._spectrum((2 * height, 2 * width), like).abs().square()
         response = ((response + _negate_frequency(response, -2)) / 2)[..., :height, :width]
         inverse = 1 / (scale * response * covariance.variance + s)
-        return lambda r: covariance.filter(r, inverse)
+        return lambda r: covariance.filter_components(r, inverse)
     if isinstance(operator, SuperResolution):
         # y = D_h x D_w^T per channel: in DCT bases, T = Q_out D Q_in^T per axis, and the diagonal of
         # A C A^T in the output's DCT-II is (T_h^2) variance (T_w^2)^T (squares elementwise), aliases included.
         shrink_h, shrink_w = (dct(dct(operator._matrix(size, like), 0), 1).square() for size in (height, width))
         inverse = 1 / (scale * (shrink_h @ covariance.variance @ shrink_w.mT) + s)
-        return lambda r: covariance.filter(r, inverse)
+        return lambda r: covariance.filter_components(r, inverse)
     if isinstance(operator, _Masking):
         keep = operator._keep(like)
+        if keep.ndim >= 3 and keep.shape[-3] != 1:
+            return None
         inverse = 1 / (scale * covariance.variance + s)
-        return lambda r: keep * covariance.filter(keep * r, inverse) + (1 - keep) * r / s
+        return lambda r: keep * covariance.filter_components(keep * r, inverse) + (1 - keep) * r / s
     return None

@@ -89,13 +89,25 @@ class SpectralCovariance:
         """z filtered, per sample and colour component, by `gains` on the DCT-II coefficients of z's grid
         ([B or 1, C or 1, height, width], the covariance's or another, e.g. a measurement's; the result is
         symmetric in z)."""
-        spectrum = self._spectrum(z)
-        return _mix(idct2(spectrum * gains.to(spectrum.dtype)), self.basis.T)
+        return self.from_components(self.filter_components(self.to_components(z), gains))
+
+    def to_components(self, t: torch.Tensor) -> torch.Tensor:
+        """t's colour components (an orthonormal change of basis over the channels)."""
+        return _mix(at_least_float32(t), self.basis)
+
+    def from_components(self, t: torch.Tensor) -> torch.Tensor:
+        """The inverse of to_components."""
+        return _mix(t, self.basis.T)
+
+    def filter_components(self, z: torch.Tensor, gains: torch.Tensor) -> torch.Tensor:
+        """`filter` for z already in colour components (to_components): a solve whose operator treats every
+        channel alike can stay in them and skip two colour mixes per filter."""
+        return idct2(dct2(z) * gains.to(z.dtype))
 
     def _spectrum(self, t: torch.Tensor) -> torch.Tensor:
         """The DCT-II of t's colour components [B, C, H, W] (the reflected grid's FFT, without its
         redundant mirror bins and phases)."""
-        return dct2(_mix(at_least_float32(t), self.basis))
+        return dct2(self.to_components(t))
 
     def mean_variance(self) -> torch.Tensor:
         """The average variance per element, per sample [B] (tr Cov / n)."""

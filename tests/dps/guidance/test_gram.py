@@ -164,14 +164,17 @@ def photo_like_covariance(shape, seed):
     gain = power / (power + sigma**2)
     x = torch.randn(shape, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
     x = idct2(dct2(x) * (power + sigma**2).sqrt())  # x_t = x0 + sigma * noise, in distribution
-    return SpectralCovariance(x, idct2(dct2(x) * gain), torch.tensor([sigma] * shape[0], dtype=torch.float64),
+    # Channels shrunk unequally: each colour component then has its own gains.
+    shrink = torch.linspace(1, 0.5, shape[1], dtype=torch.float64).reshape(1, -1, 1, 1)
+    return SpectralCovariance(x, idct2(dct2(x) * gain) * shrink, torch.tensor([sigma] * shape[0], dtype=torch.float64),
                               torch.ones(shape[0], dtype=torch.float64))
 
 
 @pytest.mark.parametrize("kernel", ["bicubic", "average"])
 def test_the_super_resolution_preconditioner_is_the_diagonal_in_the_output_dct(kernel):
     """For each output DCT-II basis image b_k of each colour component, <b_k, P b_k> = 1 / (<b_k, M b_k> + s),
-    M = A f C A^T: P is the inverse of the diagonal of M + s I in that basis (the Jacobi preconditioner)."""
+    M = A f C A^T on colour components (the solve's space): P is the inverse of the diagonal of M + s I in
+    that basis (the Jacobi preconditioner)."""
     from comfyui_dps.dps.guidance.dct import idct2
 
     operator = SuperResolution(2, kernel)
@@ -183,10 +186,10 @@ def test_the_super_resolution_preconditioner_is_the_diagonal_in_the_output_dct(k
     precondition = gram.stationary_preconditioner(operator, covariance, scale, s, like)
     n = like[0].numel()
     coefficients = torch.eye(n, dtype=torch.float64).reshape(n, *like.shape[1:])
-    images = torch.einsum("kc,nk...->nc...", covariance.basis, idct2(coefficients))  # colour components -> RGB
-    for image in images:
+    for image in idct2(coefficients):
         batch = image.expand(2, *like.shape[1:])
-        system = operator(scale * covariance.apply(operator.adjoint(batch))) + s * batch
+        rgb = covariance.from_components(batch)
+        system = covariance.to_components(operator(scale * covariance.apply(operator.adjoint(rgb)))) + s * batch
         diagonal = (batch * system).sum(dim=(1, 2, 3))
         torch.testing.assert_close((batch * precondition(batch)).sum(dim=(1, 2, 3)), 1 / diagonal,
                                    rtol=1e-9, atol=1e-12)
@@ -200,16 +203,17 @@ def test_the_super_resolution_preconditioner_cuts_iterations(kernel):
     shape = (2, 3, 64, 64)
     covariance = photo_like_covariance(shape, 11)
     s = torch.tensor(0.02**2, dtype=torch.float64)
-    b = operator(torch.randn(shape, generator=torch.Generator().manual_seed(12), dtype=torch.float64))
+    b = covariance.to_components(operator(torch.randn(shape, generator=torch.Generator().manual_seed(12),
+                                                      dtype=torch.float64)))
 
-    def system(z):
-        return operator(covariance.apply(operator.adjoint(z))) + s * z
+    def system(z):  # on colour components, as the solve runs
+        return operator(covariance.filter_components(operator.adjoint(z), covariance.variance)) + s * z
 
     scale = torch.ones(2, 1, 1, 1, dtype=torch.float64)
     diagonal = gram.stationary_preconditioner(operator, covariance, scale, s, b)
     average = covariance.mean_variance()
 
-    def isotropic(r):
+    def isotropic(r):  # a multiple of I in the operator's own terms: the same on components
         return gram.solve(operator, r, scale=average, noise_variance=s)
 
     _, with_diagonal = cg.conjugate_gradients(system, b, precondition=diagonal)
