@@ -16,7 +16,6 @@ import argparse
 import datetime
 import json
 import pathlib
-import statistics
 import sys
 import time
 
@@ -24,7 +23,7 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from bench.common import MemoryBaseline, counting, device, interleaved, load_pack, machine  # noqa: E402
+from bench.common import MemoryBaseline, counting, device, interleaved, load_pack, machine, paired_ratios  # noqa: E402
 
 load_pack()
 
@@ -83,12 +82,17 @@ def pixel_operators() -> dict:
     return {PIXEL_LABELS[task]: operator for task, operator in demo_operators(PIXEL_SIZE).items()}
 
 
-def measure_pixel(repeats: int) -> list[dict]:
-    """Seconds per Euler step of plain sampling and each of PIXEL_MODES with the demo prior, per operator."""
+def demo_prior() -> tuple:
+    """(MODEL, CONDITIONING) of the bundled demo prior, as its loader node gives them."""
     from comfyui_dps.nodes.demo_prior_node import DPSLoadDemoPrior
 
     with torch.inference_mode():
         model, _, cond = DPSLoadDemoPrior.execute().args
+    return model, cond
+
+
+def measure_pixel(repeats: int, model, cond) -> list[dict]:
+    """Seconds per Euler step of plain sampling and each of PIXEL_MODES with the demo prior, per operator."""
     shape = (1, 3, PIXEL_SIZE, PIXEL_SIZE)
 
     def run(patcher):
@@ -109,10 +113,8 @@ def measure_pixel(repeats: int) -> list[dict]:
             patched, _ = guided_model(model, measurement, mode, 1.0)
             calls[mode] = lambda patched=patched: run(patched)
         medians, samples = interleaved(calls, repeats)
-        # A step of this small network drifts by 10-30% between rotations (the machine's clock, other
-        # tenants): each rotation's own ratio to its plain step cancels the drift, their median is reported.
-        paired = {mode: statistics.median(t / p for t, p in zip(samples[mode], samples["plain"], strict=True)) for mode in calls}
-        rows.append({"operator": name, "seconds": medians, "paired_ratio": paired})
+        # A step of this small network drifts by 10-30% between rotations: each rotation's own ratio counts.
+        rows.append({"operator": name, "seconds": medians, "paired_ratio": paired_ratios(samples, "plain")})
         print(json.dumps(rows[-1]), flush=True)
     return rows
 
@@ -124,15 +126,13 @@ RUN_STEPS = 50
 RUN_REPEATS = 2
 
 
-def measure_pixel_runs(repeats: int, steps: int = RUN_STEPS) -> list[dict]:
+def measure_pixel_runs(repeats: int, model, cond, steps: int = RUN_STEPS) -> list[dict]:
     """Seconds of a whole DPS KSampler run, plain (strength 0) and proximal, per demo operator, on the
     bundled `astronaut` photograph at the demo's size (interleaved rotations)."""
-    from comfyui_dps.nodes.demo_prior_node import DPSLoadDemoPrior
     from comfyui_dps.nodes.example_image_node import DPSExampleImage
     from comfyui_dps.nodes.sampling_nodes import DPSEmptyLatent, DPSKSampler
 
     with torch.inference_mode():
-        model, _, cond = DPSLoadDemoPrior.execute().args
         picture = DPSExampleImage.execute("astronaut", PIXEL_SIZE).args[0].movedim(-1, 1)
     rows = []
     for name, operator in pixel_operators().items():
@@ -147,8 +147,8 @@ def measure_pixel_runs(repeats: int, steps: int = RUN_STEPS) -> list[dict]:
 
         calls = {"plain": lambda: run("dps", 0.0), "proximal": lambda: run("proximal", 1.0)}
         medians, samples = interleaved(calls, repeats, warmup=0)
-        ratio = statistics.median(t / p for t, p in zip(samples["proximal"], samples["plain"], strict=True))
-        rows.append({"operator": name, "steps": steps, "seconds": medians, "proximal_ratio": ratio})
+        rows.append({"operator": name, "steps": steps, "seconds": medians,
+                     "proximal_ratio": paired_ratios(samples, "plain")["proximal"]})
         print(json.dumps(rows[-1]), flush=True)
     return rows
 
@@ -266,8 +266,9 @@ def main():
             rows.append(row)
             print(json.dumps(row, default=str), flush=True)
         del bench
-    pixel_rows = measure_pixel(1 if args.quick else PIXEL_REPEATS)
-    run_rows = measure_pixel_runs(1, steps=4) if args.quick else measure_pixel_runs(RUN_REPEATS)
+    model, cond = demo_prior()
+    pixel_rows = measure_pixel(1 if args.quick else PIXEL_REPEATS, model, cond)
+    run_rows = measure_pixel_runs(1, model, cond, steps=4) if args.quick else measure_pixel_runs(RUN_REPEATS, model, cond)
     elapsed = time.perf_counter() - started
     out = pathlib.Path(args.out) if not args.quick else ROOT / "bench" / "out"
     if args.pixel_only:

@@ -89,6 +89,13 @@ def interleaved(calls: dict, repeats: int, warmup: int = 1) -> tuple[dict, dict]
     return {name: statistics.median(values) for name, values in samples.items()}, samples
 
 
+def paired_ratios(samples: dict, base: str) -> dict:
+    """Per call of `interleaved`'s samples (one per rotation each), the median of each rotation's own ratio
+    to `base`'s: a machine that drifts between rotations (clock, other tenants) cancels out."""
+    return {name: statistics.median(t / b for t, b in zip(values, samples[base], strict=True))
+            for name, values in samples.items()}
+
+
 @contextlib.contextmanager
 def counting(modules: dict):
     """{name: {"forward": n, "backward": n}} filled while the block runs."""
