@@ -178,14 +178,14 @@ def stationary_preconditioner(operator, covariance, scale: torch.Tensor, s: torc
       28-100 at sigma 10, for more work per solve than it saved (prototype); solving for C^1/2 A^T v in the
       image's DCT coordinates instead, (s + C^1/2 A^T A C^1/2) w = C^1/2 A^T r with a diagonal preconditioner,
       halved the transforms per iteration but needed 2-6x the iterations for the same accuracy of the
-      update. Neither is done. Scaling C by the
-      fraction kept p, as a zero-filled scattered sample keeps p of a smooth image's low frequencies,
-      took 0-6 more on both masks at every noise level, so it is not done.
+      update. Neither is done. Scaling C by the fraction kept p, as a zero-filled scattered sample keeps
+      p of a smooth image's low frequencies, took 0-6 more on both masks at every noise level, so it is
+      not done.
     It acts on colour components (covariance.to_components), as solve_with_covariance's solve does; these
     operators treat every channel alike (a mask: one for all channels), so they commute with the mixing.
-    Symmetric positive definite. None for other operators, per-channel masks or per-element noise. At high noise C spans
-    orders of magnitude across frequencies, which the isotropic preconditioner cannot follow (CG then
-    ran into its cap of 100 iterations)."""
+    Symmetric positive definite. None for other operators, per-channel masks or per-element noise. At
+    high noise C spans orders of magnitude across frequencies, which the isotropic preconditioner cannot
+    follow (CG then ran into its cap of 100 iterations)."""
     if s.numel() != 1 or like.is_complex():
         return None
     height, width = covariance.size
