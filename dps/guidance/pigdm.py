@@ -39,9 +39,13 @@ pigdm with r_t^2 c^2 replaced by a, whatever scale the solve used. Elsewhere (bl
 super-resolution, k-space) the solve's covariance shapes w, and a is not known before the backward
 pass. Pixel models then solve with the covariance the denoiser shows in each spatial frequency
 (spectral.py: no extra pass, exact for stationary priors); on the correlated Gaussian checks this
-took pigdm from 7 of 9 to 9 of 9 blur settings closer to the posterior mean than dps. (With masks
-the same covariance met the checks too, box holes included, but lowered the posterior mean's PSNR
-on photographs by 0.1-3.9 dB: masks keep the isotropic solve, where beta does the work.) Latent
+took pigdm from 7 of 9 to 9 of 9 blur settings closer to the posterior mean than dps. Masks (pixel
+models) solve with that covariance floored at its own average variance (SpectralCovariance.floored):
+its low-frequency shape carries the measured pixels' residual into a hole, which the isotropic solve
+cannot (box holes: 0 of 9 checks closer than dps with it, 9 of 9 floored), and the floor keeps the
+small high-frequency variances from weighting the residual's high frequencies, mostly measurement
+noise, by up to 1 / Sigma_y, which the unfloored covariance did (it met the checks too but lowered the
+posterior mean's PSNR on photographs by 0.1-3.9 dB). Latent
 models take the scale the residual itself implies, E||r||^2 = s tr(A A^T) + tr(Sigma_y) (the plug-in
 estimate `dps` uses, likelihood.py), at most r_t^2 c^2 (`solve_scale`). Where the model's
 covariance is r_t^2 I and the residual is as large as that predicts, a = s = r_t^2 c^2 and beta = 1:
@@ -63,8 +67,10 @@ from .spectral import SpectralCovariance
 TRACE_PROBES = 4
 
 #: Closed forms (gram.py) whose A A^T is a multiple of I: there the step scale beta makes any
-#: isotropic solve exact, and a shaped covariance was measured to hurt on photographs (masks).
-ISOTROPIC_GRAM = ("diagonal", "block", "scalar")
+#: isotropic solve exact for an isotropic prior. Masks ("diagonal") still take the floored spectral
+#: covariance with pixel models (module docstring); average super-resolution and colourisation met the
+#: exact checks with the isotropic solve.
+ISOTROPIC_GRAM = ("block", "scalar")
 
 
 def operator_trace(operator, image_shape: tuple, like: torch.Tensor) -> torch.Tensor:
@@ -107,9 +113,13 @@ def step_scale(measurement, residual: torch.Tensor, weights: torch.Tensor, noise
 
 def _weights(x, denoised, sigma, alpha, render, measurement, fixed, noise_variance, image_shape) -> torch.Tensor:
     """w = (A C A^T + Sigma_y)^-1 r, with C the spectral estimate of the model's covariance
-    (spectral.py) for pixel models where A A^T is not a multiple of I, else C = solve_scale I."""
-    if render.affine and gram.closed_form(measurement.operator) not in ISOTROPIC_GRAM:
+    (spectral.py; floored for masks) for pixel models except where ISOTROPIC_GRAM names the operator's
+    closed form, else C = solve_scale I."""
+    kind = gram.closed_form(measurement.operator)
+    if render.affine and kind not in ISOTROPIC_GRAM:
         covariance = SpectralCovariance(x, denoised, sigma, alpha)
+        if kind == "diagonal":
+            covariance = covariance.floored()
         return gram.solve_with_covariance(measurement.operator, fixed, covariance=covariance,
                                           noise_variance=noise_variance, factor=RENDER_SCALE**2)
     bound = RENDER_SCALE**2 * prior_covariance_scale(at_least_float32(sigma).reshape(-1),

@@ -109,6 +109,17 @@ class SpectralCovariance:
         redundant mirror bins and phases)."""
         return dct2(self.to_components(t))
 
+    def floored(self) -> "SpectralCovariance":
+        """A copy whose variance is at least its own average per sample (mean_variance) in every colour
+        component and coefficient: the shape at low frequencies is kept, the small high-frequency variances
+        are raised, so a solve with it never weights a residual component by more than the isotropic solve
+        at that average variance would (pigdm's mask solves; see pigdm.py)."""
+        copy = object.__new__(SpectralCovariance)
+        copy.__dict__.update(self.__dict__)
+        floor = self.mean_variance().reshape(-1, *([1] * (self.variance.ndim - 1)))
+        copy.variance = torch.maximum(self.variance, floor)
+        return copy
+
     def mean_variance(self) -> torch.Tensor:
         """The average variance per element, per sample [B] (tr Cov / n)."""
         return self.variance.reshape(self.variance.shape[0], -1).mean(dim=1)

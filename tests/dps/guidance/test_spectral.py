@@ -45,6 +45,30 @@ def test_a_stationary_denoiser_gives_its_exact_covariance_per_sample():
         torch.testing.assert_close(batched[i].reshape(-1), 0.25 * sigma[i]**2 / alpha[i] * gain @ z[i].reshape(-1))
 
 
+def test_floored_raises_each_variance_to_the_average_and_keeps_the_rest():
+    """Dense check: the floored covariance is Q^T diag(max(g, mean g)) Q per sample (the average of the
+    unfloored variances, tr Cov / n), a copy: the original covariance is unchanged."""
+    profile = lambda r: 0.9 / (1 + 2 * r)  # noqa: E731
+    gain = stationary_gain(profile)
+    sigma = torch.tensor([1.5, 0.4], dtype=torch.float64)
+    alpha = torch.tensor([1.0, 0.8], dtype=torch.float64)
+    x = torch.randn(2, 1, H, W, generator=torch.Generator().manual_seed(5), dtype=torch.float64)
+    denoised = (x.reshape(2, -1) @ gain.T).reshape(x.shape)
+    covariance = SpectralCovariance(x, denoised, sigma, alpha)
+    before = covariance.variance.clone()
+    floored = covariance.floored()
+    torch.testing.assert_close(covariance.variance, before, rtol=0, atol=0)
+    eigenvalues, vectors = torch.linalg.eigh(gain)
+    for i in range(2):
+        scale = sigma[i]**2 / alpha[i]
+        floor = scale * eigenvalues.mean()
+        expected = vectors @ torch.diag(torch.maximum(scale * eigenvalues, floor)) @ vectors.T
+        single = SpectralCovariance(x[i:i + 1], denoised[i:i + 1], sigma[i:i + 1], alpha[i:i + 1]).floored()
+        torch.testing.assert_close(dense(single, (1, H, W)), expected, rtol=1e-9, atol=1e-12)
+        torch.testing.assert_close(floored.variance[i], single.variance[0])
+        assert (scale * eigenvalues < floor).any() and (scale * eigenvalues > floor).any()  # both sides tested
+
+
 def test_colour_is_fitted_per_opponent_component():
     """Three channels whose luma and chroma components have different spectra: the covariance is
     B^T diag(G_luma, G_chroma, G_chroma') B with B the orthonormal opponent basis."""
