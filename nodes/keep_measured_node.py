@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from comfy_api.latest import io
 
-from ..dps.operators.inpainting import _Masking
+from ..dps.operators.inpainting import Masking
 from . import types
 from .image_layout import to_comfy, to_engine
 
@@ -63,7 +63,7 @@ class DPSKeepMeasuredPixels(io.ComfyNode):
 
     @classmethod
     def execute(cls, image, measurement, feather=4) -> io.NodeOutput:
-        if not isinstance(measurement.operator, _Masking):
+        if not isinstance(measurement.operator, Masking):
             raise ValueError(f"measurement: expected an inpainting measurement (a mask operator), got "
                              f"{measurement.operator.name}; measured pixels can only be kept where pixels "
                              "were measured")
@@ -72,7 +72,7 @@ class DPSKeepMeasuredPixels(io.ComfyNode):
         picture = to_engine(image, "image")
         measured_on = measurement.to(device=picture.device, dtype=picture.dtype)
         measured_on.check_image(picture)
-        keep = measured_on.operator._keep(picture)
+        keep = measured_on.operator.keep_weights(picture)
         # y = keep * x + noise: the measured value of a (partly) kept pixel is y / keep.
         values = torch.where(keep > 0, measured_on.y / keep.clamp(min=1e-12), torch.zeros_like(measured_on.y))
         weight = paste_weight(keep, feather)

@@ -22,7 +22,7 @@ from __future__ import annotations
 import torch
 
 from ..operators import Colorization, Convolution, FourierUndersampling, SuperResolution
-from ..operators.inpainting import _Masking
+from ..operators.inpainting import Masking
 from ..measurement import as_real
 from .cg import conjugate_gradients
 from .dct import dct
@@ -50,7 +50,7 @@ def _per_sample(scale: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
 def closed_form(operator) -> str | None:
     """The name of the exact solve used for `operator` under Gaussian noise, or None (conjugate
     gradients). Poisson noise keeps every closed form but the FFT ones."""
-    if isinstance(operator, _Masking):
+    if isinstance(operator, Masking):
         return "diagonal"
     if isinstance(operator, SuperResolution) and operator.kernel == "average":
         return "block"
@@ -90,7 +90,7 @@ def solve(operator, b: torch.Tensor, *, scale: torch.Tensor, noise_variance: tor
         scalar_noise = s.numel() == 1
         kind = closed_form(operator)
         if kind == "diagonal":
-            keep = operator._keep(b)
+            keep = operator.keep_weights(b)
             return b / (a * keep.square() + s)
         if kind == "block":
             return b / (a / operator.scale_factor**2 + s)
@@ -101,7 +101,7 @@ def solve(operator, b: torch.Tensor, *, scale: torch.Tensor, noise_variance: tor
             return torch.fft.ifft2(torch.fft.fft2(b) / (a * spectrum + s.reshape(()))).real.to(b.dtype)
         if kind == "kspace" and scalar_noise:
             s = s.reshape(())
-            m = operator._mask(b).to(torch.bool)
+            m = operator.mask_like(b).to(torch.bool)
             mirrored = m[(2 * (m.shape[0] // 2) - torch.arange(m.shape[0], device=m.device)) % m.shape[0]]
             both, alone = m & mirrored, m & ~mirrored
             projected = b / s - (a / (s * (a + s))) * (b + _mirror(b)) / 2
@@ -195,18 +195,18 @@ def stationary_preconditioner(operator, covariance, scale: torch.Tensor, s: torc
         # suffice), made even in each axis as the reflected grid's filters must be (exact for symmetric
         # kernels): averaging over -f_y does both, as |h^(f)|^2 = |h^(-f)|^2. Its first H x W bins are then
         # the filter's gains on the DCT-II coefficients.
-        response = operator._spectrum((2 * height, 2 * width), like).abs().square()
+        response = operator.kernel_spectrum((2 * height, 2 * width), like).abs().square()
         response = ((response + _negate_frequency(response, -2)) / 2)[..., :height, :width]
         inverse = 1 / (scale * response * covariance.variance + s)
         return lambda r: covariance.filter_components(r, inverse)
     if isinstance(operator, SuperResolution):
         # y = D_h x D_w^T per channel: in DCT bases, T = Q_out D Q_in^T per axis, and the diagonal of
         # A C A^T in the output's DCT-II is (T_h^2) variance (T_w^2)^T (squares elementwise), aliases included.
-        shrink_h, shrink_w = (dct(dct(operator._matrix(size, like), 0), 1).square() for size in (height, width))
+        shrink_h, shrink_w = (dct(dct(operator.axis_matrix(size, like), 0), 1).square() for size in (height, width))
         inverse = 1 / (scale * (shrink_h @ covariance.variance @ shrink_w.mT) + s)
         return lambda r: covariance.filter_components(r, inverse)
-    if isinstance(operator, _Masking):
-        keep = operator._keep(like)
+    if isinstance(operator, Masking):
+        keep = operator.keep_weights(like)
         if keep.ndim >= 3 and keep.shape[-3] != 1:
             return None
         inverse = 1 / (scale * covariance.variance + s)

@@ -19,7 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
-from ..operators.inpainting import RandomInpainting, _Masking
+from ..operators.inpainting import RandomInpainting, Masking
 from .dps import dps_guidance
 from .fast import fast_guidance
 from .moment import moment_guidance
@@ -119,7 +119,7 @@ def auto_choice(operator, pixel_model: bool = False) -> str:
         return "dps"
     if isinstance(operator, RandomInpainting):
         return "proximal" if pixel_model else "pigdm"
-    if isinstance(operator, _Masking):
+    if isinstance(operator, Masking):
         return "dps"
     return "proximal"
 

@@ -93,7 +93,9 @@ class Convolution(Operator):
         weight = weight.expand(channels, 1, -1, -1)
         return F.conv2d(t.reshape(-1, channels, *t.shape[-2:]), weight, groups=channels)
 
-    def _spectrum(self, grid: tuple[int, int], like: torch.Tensor) -> torch.Tensor:
+    def kernel_spectrum(self, grid: tuple[int, int], like: torch.Tensor) -> torch.Tensor:
+        """rfft2 of the kernel zero-padded to `grid` (cached), in `like`'s precision and device: the
+        filter's frequency response, which closed-form solves and preconditioners read."""
         spectrum = self._derived(("spectrum", grid, like.dtype),
                                  lambda: torch.fft.rfft2(self.kernel.to(like.dtype), s=grid))
         return spectrum.to(like.device)
@@ -105,7 +107,7 @@ class Convolution(Operator):
         if not self.use_fft:
             return self._depthwise(xp, self._weight(xp)).reshape(*xp.shape[:-2], hp - kh + 1, wp - kw + 1)
         grid = (fast_fft_size(hp), fast_fft_size(wp))
-        full = torch.fft.irfft2(torch.fft.rfft2(xp, s=grid) * self._spectrum(grid, xp), s=grid)
+        full = torch.fft.irfft2(torch.fft.rfft2(xp, s=grid) * self.kernel_spectrum(grid, xp), s=grid)
         return full[..., kh - 1:hp, kw - 1:wp]
 
     def _valid_adjoint(self, y: torch.Tensor) -> torch.Tensor:
@@ -123,7 +125,7 @@ class Convolution(Operator):
         # elsewhere; adjoint of circular convolution: multiply by the conjugate spectrum.
         grid = (fast_fft_size(hp), fast_fft_size(wp))
         z = F.pad(y, (kw - 1, grid[1] - wp, kh - 1, grid[0] - hp))
-        spectrum = self._spectrum(grid, y)
+        spectrum = self.kernel_spectrum(grid, y)
         return torch.fft.irfft2(torch.fft.rfft2(z) * spectrum.conj(), s=grid)[..., :hp, :wp]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -55,17 +55,17 @@ class FourierUndersampling(Operator):
         """bool [width] CPU column mask (centred order) used for images of this width."""
         return column_mask(width, self.acceleration, self.center_fraction, self.seed)
 
-    def _mask(self, like: torch.Tensor) -> torch.Tensor:
+    def mask_like(self, like: torch.Tensor) -> torch.Tensor:
         """The column mask for `like`'s width as real numbers of its precision, on its device."""
         width, dtype = like.shape[-1], like.real.dtype if like.is_complex() else like.dtype
         mask = self._derived(("mask", width, dtype), lambda: self.mask(width).to(dtype))
         return mask.to(like.device)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return centred_fft2(x) * self._mask(x)
+        return centred_fft2(x) * self.mask_like(x)
 
     def adjoint(self, y: torch.Tensor) -> torch.Tensor:
-        return centred_ifft2(y * self._mask(y)).real
+        return centred_ifft2(y * self.mask_like(y)).real
 
     def measurement_from_image(self, image: torch.Tensor) -> torch.Tensor:
         raise ValueError("Fourier undersampling: k-space cannot be read from a picture; load "
@@ -73,7 +73,7 @@ class FourierUndersampling(Operator):
 
     def measurement_to_image(self, y: torch.Tensor) -> torch.Tensor:
         # Mask first: simulated noise also lands on the unsampled columns, which A ignores.
-        return log_magnitude_picture(y * self._mask(y), centred=True)
+        return log_magnitude_picture(y * self.mask_like(y), centred=True)
 
 
 DIMS = (-2, -1)

@@ -13,23 +13,23 @@ from . import _checks
 from .base import Operator
 
 
-class _Masking(Operator):
+class Masking(Operator):
     """y = keep * x for a keep-weight map [b, 1, H, W] (b = 1 broadcasts over the batch)."""
 
     is_linear = True
 
-    def _keep(self, like: torch.Tensor) -> torch.Tensor:
+    def keep_weights(self, like: torch.Tensor) -> torch.Tensor:
         """The keep weights for images shaped like `like`, in its dtype, on its device."""
         raise NotImplementedError
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x * self._keep(x)
+        return x * self.keep_weights(x)
 
     def adjoint(self, y: torch.Tensor) -> torch.Tensor:
-        return y * self._keep(y)
+        return y * self.keep_weights(y)
 
 
-class Inpainting(_Masking):
+class Inpainting(Masking):
     """Fixed-mask inpainting. `mask`: [H, W], [B, H, W] or [B, 1, H, W], values in [0, 1]
     (1 = missing). A batch-1 mask serves every image batch; a batch-B mask pairs with images
     of batch B."""
@@ -74,12 +74,12 @@ class Inpainting(_Masking):
             raise ValueError(f"mask: batch size {b} does not match the image batch size "
                              f"{shape[0]}")
 
-    def _keep(self, like: torch.Tensor) -> torch.Tensor:
+    def keep_weights(self, like: torch.Tensor) -> torch.Tensor:
         self.check_image(like.shape)
         return self.keep.to(device=like.device, dtype=like.dtype)
 
 
-class RandomInpainting(_Masking):
+class RandomInpainting(Masking):
     """Inpainting with a random pixel mask (the same for every channel and batch item):
     round(missing_fraction * H * W) pixels are missing, chosen by a permutation drawn from a CPU
     torch.Generator seeded with `seed`, so the mask for a given image size never changes."""
@@ -101,7 +101,7 @@ class RandomInpainting(_Masking):
         flat[order[: round(self.missing_fraction * height * width)]] = 1
         return flat.view(1, 1, height, width)
 
-    def _keep(self, like: torch.Tensor) -> torch.Tensor:
+    def keep_weights(self, like: torch.Tensor) -> torch.Tensor:
         (height, width), dtype = like.shape[-2:], like.dtype
         keep = self._derived(("keep", height, width, dtype), lambda: (1 - self.mask(height, width)).to(dtype))
         return keep.to(like.device)

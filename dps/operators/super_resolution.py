@@ -82,16 +82,16 @@ class SuperResolution(Operator):
         h, w = measurement_hw
         return (h * self.scale_factor, w * self.scale_factor)
 
-    def _matrix(self, size: int, like: torch.Tensor) -> torch.Tensor:
+    def axis_matrix(self, size: int, like: torch.Tensor) -> torch.Tensor:
         """The [size // factor, size] shrinking matrix of one axis, in `like`'s dtype and device."""
         build = bicubic_weights if self.kernel == "bicubic" else average_weights
         weights = self._derived(("weights", size, like.dtype), lambda: build(size, self.scale_factor).to(like.dtype))
         return weights.to(like.device)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        dh, dw = (self._matrix(size, x) for size in x.shape[-2:])
+        dh, dw = (self.axis_matrix(size, x) for size in x.shape[-2:])
         return dh @ x @ dw.mT
 
     def adjoint(self, y: torch.Tensor) -> torch.Tensor:
-        dh, dw = (self._matrix(size, y) for size in self.image_size(y.shape[-2:]))
+        dh, dw = (self.axis_matrix(size, y) for size in self.image_size(y.shape[-2:]))
         return dh.mT @ y @ dw

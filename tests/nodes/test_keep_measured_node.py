@@ -69,7 +69,7 @@ def test_random_masks_and_bad_input():
     truth = torch.rand(1, 3, 8, 8)
     measurement = simulate(truth, RandomInpainting(0.5, seed=0), GaussianNoise(0.0), seed=1)
     out, _ = DPSKeepMeasuredPixels.execute(torch.zeros(1, 8, 8, 3), measurement, 0).args
-    keep = measurement.operator._keep(truth)[0, 0].bool()
+    keep = measurement.operator.keep_weights(truth)[0, 0].bool()
     torch.testing.assert_close(out[0][keep], truth.permute(0, 2, 3, 1)[0][keep])
     sr = simulate(truth, SuperResolution(2, "average"), GaussianNoise(0.0), seed=1)
     with pytest.raises(ValueError, match="measurement: expected an inpainting measurement"):

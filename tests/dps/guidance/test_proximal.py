@@ -69,7 +69,7 @@ def test_strength_is_the_weight_of_the_prior_variance():
     sig, alp = levels(1.0, 0.5)
     guided = PROXIMAL.function(x=x, sigma=sig, alpha=alp, denoise=case.denoiser(1.0, 0.5),
                                render=core.PixelRenderer(), measurement=case.measurement, strength=1e9)
-    keep = case.measurement.operator._keep(x).bool().expand_as(x)
+    keep = case.measurement.operator.keep_weights(x).bool().expand_as(x)
     torch.testing.assert_close(((guided + 1) / 2)[keep], case.measurement.y.expand_as(x)[keep])
 
 
