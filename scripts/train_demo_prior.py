@@ -67,6 +67,28 @@ HELDOUT_IMAGES = {
     "astronaut": "public domain (NASA Great Images, Eileen Collins)",
     "coffee": "CC0 by the photographer (Rachel Michetti), courtesy of Pikolo Espresso Bar",
 }
+# Colour photographs from Debian's plasma-workspace-wallpapers (KDE Plasma 5.27.5), added with
+# --wallpapers (scripts/fetch_wallpapers.sh downloads and unpacks the package): skimage.data has few
+# colour photographs, and a prior that has seen mostly grey fills inpainting holes with grey.
+# Licence and author as each wallpaper's metadata.json states. Paths under usr/share/wallpapers/.
+# Left out: the illustrations and renders (Altai, Autumn, Canopee, ...) and ColorfulCups (a
+# photograph of cups, kept out so that no training photograph resembles the held-out `coffee`).
+WALLPAPER_IMAGES = {
+    # name: (path, licence and author, weight)
+    "plasma-BytheWater": ("BytheWater/contents/images/1280x800.jpg", "LGPL-3.0 (Maciej Wiklo)", 1.0),
+    "plasma-EveningGlow": ("EveningGlow/contents/images/1280x800.jpg", "LGPL-3.0 (Ian Hex)", 1.0),
+    "plasma-FallenLeaf": ("FallenLeaf/contents/images/1280x800.jpg", "LGPL-3.0 (Martin Klapetek)", 1.0),
+    "plasma-Kite": ("Kite/contents/images/1280x800.jpg", "LGPL-3.0 (Risto Saukonpää)", 1.0),
+    "plasma-OneStandsOut": ("OneStandsOut/contents/images/1280x800.jpg", "LGPL-3.0 (Risto Saukonpää)", 1.0),
+    "plasma-Path": ("Path/contents/images/1280x800.jpg", "LGPL-3.0 (Risto Saukonpää)", 1.0),
+    "plasma-Volna": ("Volna/contents/images/5120x2880.jpg", "CC-BY-SA-4.0 (Nikita Babin)", 1.0),
+    "plasma-DarkestHour": ("DarkestHour/contents/images/1280x800.jpg", "LGPL-3.0 (Risto Saukonpää)", 0.5),
+    "plasma-summer_1am": ("summer_1am/contents/images/1280x800.jpg", "LGPL-3.0 (Risto Saukonpää)", 0.5),
+    "plasma-ColdRipple": ("ColdRipple/contents/images/1280x800.jpg", "LGPL-3.0 (Risto Saukonpää)", 0.5),
+    "plasma-Grey": ("Grey/contents/images/1280x800.jpg", "LGPL-3.0 (Sigi Sagi)", 0.5),
+}
+WALLPAPER_MAX_SIDE = 1280  # larger originals are downscaled on loading, as the others come
+
 # Left out on purpose: coins, immunohistochemistry ("no known copyright restrictions", not an
 # explicit PD/CC0 dedication), moon, page, stereo_motorcycle, lfw_subset (no licence stated),
 # cell, microaneurysms, horse, logo, checkerboard (not photographs / too small).
@@ -120,6 +142,9 @@ def parse_args(argv=None):
                    help="read the photographs from NPZ (written by --dump-photos) instead of skimage.data")
     p.add_argument("--dump-photos", default=None, metavar="NPZ",
                    help="only write the training and held-out photographs (uint8) to NPZ and exit")
+    p.add_argument("--wallpapers", default=None, metavar="DIR",
+                   help="also train on the colour photographs of WALLPAPER_IMAGES, read from DIR (the "
+                        "unpacked plasma-workspace-wallpapers package: scripts/fetch_wallpapers.sh)")
     p.add_argument("--init", default=None, metavar="WEIGHTS",
                    help="start from an exported prior (safetensors written by this script): fine-tuning")
     p.add_argument("--plot", default=None, metavar="LOG", help="only plot LOG (JSONL) and exit")
@@ -167,11 +192,29 @@ def describe_machine(device):
 
 
 PHOTOS_NPZ = None  # set by --photos
+WALLPAPERS_DIR = None  # set by --wallpapers
+
+
+def training_images():
+    """{name: (licence, weight)} of every photograph this run trains on."""
+    images = dict(TRAIN_IMAGES)
+    if WALLPAPERS_DIR is not None:
+        images.update({k: (v[1], v[2]) for k, v in WALLPAPER_IMAGES.items()})
+    return images
 
 
 def photo_uint8(name):
     import numpy as np
 
+    if name in WALLPAPER_IMAGES:
+        from PIL import Image
+
+        img = Image.open(pathlib.Path(WALLPAPERS_DIR) / "usr/share/wallpapers" / WALLPAPER_IMAGES[name][0])
+        img = img.convert("RGB")
+        scale = WALLPAPER_MAX_SIDE / max(img.size)
+        if scale < 1:
+            img = img.resize((round(img.width * scale), round(img.height * scale)), Image.LANCZOS)
+        return np.asarray(img)
     if PHOTOS_NPZ is not None:
         with np.load(PHOTOS_NPZ) as f:
             return f[name]
@@ -388,7 +431,7 @@ def export(path, ema_model, unet_config, args, state, machine, final_eval, compl
         "dps.latent_format": "ChromaRadiance (pixel space, 3 channels, [-1, 1])",
         "dps.model_sampling": "ModelSamplingDiscrete (SD linear betas 0.00085..0.012, 1000 steps)",
         "dps.parameters": str(n_params),
-        "dps.training_images": json.dumps({k: v[0] for k, v in TRAIN_IMAGES.items()}),
+        "dps.training_images": json.dumps({k: v[0] for k, v in training_images().items()}),
         "dps.heldout_images": json.dumps(HELDOUT_IMAGES),
         "dps.steps": str(state["step"] + int(state.get("init", {}).get("steps") or 0)),
         "dps.stages": json.dumps(([state["init"]] if state.get("init") else []) + [
@@ -459,12 +502,13 @@ def plot(log_path, out_path):
 
 
 def main(argv=None):
-    global PHOTOS_NPZ
+    global PHOTOS_NPZ, WALLPAPERS_DIR
     args = parse_args(argv)
+    WALLPAPERS_DIR = args.wallpapers
     if args.dump_photos:
         import numpy as np
 
-        np.savez_compressed(args.dump_photos, **{n: photo_uint8(n) for n in [*TRAIN_IMAGES, *HELDOUT_IMAGES]})
+        np.savez_compressed(args.dump_photos, **{n: photo_uint8(n) for n in [*training_images(), *HELDOUT_IMAGES]})
         print(f"wrote {args.dump_photos}")
         return
     PHOTOS_NPZ = args.photos
@@ -544,7 +588,7 @@ def main(argv=None):
         log.write(json.dumps(row) + "\n")
         log.flush()
 
-    sampler = CropSampler({k: v[1] for k, v in TRAIN_IMAGES.items()}, min(crop_sizes), device, args.seed)
+    sampler = CropSampler({k: v[1] for k, v in training_images().items()}, min(crop_sizes), device, args.seed)
     sampler.reseed(args.seed + state["step"])
     noise_gen = torch.Generator(device=device).manual_seed(args.seed + 1 + state["step"])
     eval_crop = min(args.crop, 128)
@@ -559,7 +603,7 @@ def main(argv=None):
     print(f"UNet {json.dumps({k: unet_config[k] for k in ('model_channels', 'channel_mult', 'num_res_blocks')})}: "
           f"{n_params / 1e6:.2f} M parameters, model type {args.model_type}")
     print(f"crops {crop_sizes}, batch {args.batch}, budget {args.minutes} min / {args.steps} steps, "
-          f"{len(TRAIN_IMAGES)} training photographs, held out: {', '.join(HELDOUT_IMAGES)}")
+          f"{len(training_images())} training photographs, held out: {', '.join(HELDOUT_IMAGES)}")
     write_log({"kind": "start", "step": state["step"], "args": vars(args), "machine": machine,
                "params": n_params, "model_type": args.model_type, "unet_config": unet_config})
 

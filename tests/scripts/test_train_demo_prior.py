@@ -5,6 +5,7 @@ off, and what it writes loads through the pack's own loader and denoises through
 A tiny network (32 channels, two levels, 32 px crops) keeps each run to seconds.
 """
 
+import importlib.util
 import json
 import pathlib
 import subprocess
@@ -83,3 +84,33 @@ def test_exported_weights_load_and_denoise_through_comfyui(runs):
     with torch.inference_mode():
         denoised = model.apply_model(x0 + sigma * torch.randn_like(x0), sigma)
     assert denoised.shape == x0.shape and torch.isfinite(denoised).all()
+
+
+def test_wallpapers_join_the_training_photographs_downscaled(tmp_path):
+    """--wallpapers reads WALLPAPER_IMAGES from an unpacked plasma-workspace-wallpapers folder
+    (written here as small stand-in files at the package's paths) and caps their longer side."""
+    import numpy as np
+    from PIL import Image
+
+    spec = importlib.util.spec_from_file_location("train_demo_prior", SCRIPT)
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    root = tmp_path / "wallpapers"
+    rng = np.random.default_rng(0)
+    for i, (path, _, _) in enumerate(script.WALLPAPER_IMAGES.values()):
+        file = root / "usr/share/wallpapers" / path
+        file.parent.mkdir(parents=True, exist_ok=True)
+        size = (2000, 500) if i == 0 else (300, 200)  # (width, height)
+        Image.fromarray(rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)).save(file)
+    npz = tmp_path / "photos.npz"
+    done = subprocess.run([sys.executable, str(SCRIPT), "--wallpapers", str(root), "--dump-photos", str(npz)],
+                          capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert done.returncode == 0, done.stderr[-2000:]
+    with np.load(npz) as photos:
+        names = set(photos.files)
+        first = photos[next(iter(script.WALLPAPER_IMAGES))]
+        others = [photos[name] for name in list(script.WALLPAPER_IMAGES)[1:]]
+    assert names == set(script.TRAIN_IMAGES) | set(script.WALLPAPER_IMAGES) | set(script.HELDOUT_IMAGES)
+    assert first.shape == (320, script.WALLPAPER_MAX_SIDE, 3) and first.dtype == np.uint8
+    assert all(o.shape == (200, 300, 3) for o in others)
+    assert not set(script.WALLPAPER_IMAGES) & set(script.HELDOUT_IMAGES)
