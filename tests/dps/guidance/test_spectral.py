@@ -109,9 +109,11 @@ def test_no_covariance_where_x_t_carries_no_information(alpha):
 
 
 def test_a_uniform_shrinkage_is_an_isotropic_covariance_in_the_input_dtype():
+    # A shrinkage by 0.5 is exact in half precision: any other factor rounds D(x) per pixel, and a ring
+    # with one DCT coefficient of small power turns that rounding into a large error in its gain.
     x = torch.randn(2, 3, H, W).half()
-    covariance = SpectralCovariance(x, 0.8 * x, torch.tensor([0.5]), torch.tensor([1.0]))
+    covariance = SpectralCovariance(x, 0.5 * x, torch.tensor([0.5]), torch.tensor([1.0]))
     z = torch.randn(2, 3, H, W)
     out = covariance.apply(z)
     assert out.dtype == torch.float32
-    torch.testing.assert_close(out, 0.25 * 0.8 * z, rtol=1e-2, atol=3e-3)  # 0.8 up to half rounding
+    torch.testing.assert_close(out, 0.25 * 0.5 * z, rtol=1e-4, atol=1e-5)
