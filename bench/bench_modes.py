@@ -292,8 +292,8 @@ def main():
         *target_lines(rows), "",
         f"Pixel models: the demo prior (bundled, {PIXEL_SIZE}x{PIXEL_SIZE}), the demo's operators at noise 0.02,"
         f" one Euler step per call, {PIXEL_REPEATS} interleaved rotations in this run: seconds are medians, ratios the"
-        " median of each rotation's own ratio (pigdm / dps: the ratio of those). Their pigdm (blur, SR) and proximal"
-        " solve with the spectral covariance by conjugate gradients.", "",
+        " median of each rotation's own ratio (pigdm / dps: the ratio of those). Their pigdm (blur, SR, and masks"
+        " with the covariance floored) and proximal solve with the spectral covariance by conjugate gradients.", "",
         *pixel_lines(pixel_rows), "",
         f"Whole runs of DPS KSampler at its defaults ({run_rows[0]['steps']} steps of euler_ancestral, 'normal', seed 0), the"
         f" demo's measurement of the bundled astronaut photograph at {PIXEL_SIZE} px: plain is guidance strength 0 (no"
