@@ -34,6 +34,11 @@ class Renderer:
         return self.vae is None
 
     @property
+    def data_range(self) -> tuple[float, float] | None:
+        """Pixel models' images live in [-1, 1] (see dps.guidance.core.Renderer); latents have no bound."""
+        return (-1.0, 1.0) if self.vae is None else None
+
+    @property
     def scale(self) -> int:
         """Image pixels per latent pixel along each side."""
         return 1 if self.vae is None else self.vae.spacial_compression_decode()

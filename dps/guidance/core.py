@@ -34,6 +34,9 @@ class Renderer(Protocol):
     that rendering is (x + 1) / 2 itself, so `encode` inverts it exactly and its Jacobian is I / 2."""
 
     affine: bool
+    #: (low, high) that model-space images of the data never leave (pixel models of images: -1, 1),
+    #: or None where nothing bounds them (latents; the analytic Gaussian priors of the tests).
+    data_range: tuple[float, float] | None
 
     def __call__(self, latent: torch.Tensor) -> torch.Tensor: ...
 
@@ -41,9 +44,13 @@ class Renderer(Protocol):
 
 
 class PixelRenderer:
-    """The renderer of pixel models: x in [-1, 1] <-> (x + 1) / 2 in [0, 1]."""
+    """The renderer of pixel models: x in [-1, 1] <-> (x + 1) / 2 in [0, 1]. `data_range` (default
+    None): what the prior's samples are known to keep to, e.g. (-1, 1) for a model of images."""
 
     affine = True
+
+    def __init__(self, data_range: tuple[float, float] | None = None):
+        self.data_range = data_range
 
     def __call__(self, latent: torch.Tensor) -> torch.Tensor:
         return (at_least_float32(latent) + 1) / 2
@@ -123,6 +130,13 @@ def bounded(correction: torch.Tensor, denoised: torch.Tensor) -> torch.Tensor:
     limit = MAX_CORRECTION_RATIO * (at_least_float32(denoised).pow(2).mean(dim=dims, keepdim=True).sqrt() + 1.0)
     factor = torch.where(size > limit, limit / size.clamp(min=1e-30), torch.ones_like(size))
     return correction * factor.to(correction.dtype)
+
+
+def within_data_range(estimate: torch.Tensor, render) -> torch.Tensor:
+    """The posterior denoiser projected onto the renderer's data range, where it has one. E[x0 | x_t, y]
+    lies in that range whenever x0 does, so the projection only moves an estimate closer to it."""
+    bounds = getattr(render, "data_range", None)
+    return estimate if bounds is None else estimate.clamp(*bounds)
 
 
 def corrected(denoised: torch.Tensor, correction: torch.Tensor, *, sigma: torch.Tensor, residual: torch.Tensor,

@@ -50,6 +50,12 @@ models take the scale the residual itself implies, E||r||^2 = s tr(A A^T) + tr(S
 estimate `dps` uses, likelihood.py), at most r_t^2 c^2 (`solve_scale`). Where the model's
 covariance is r_t^2 I and the residual is as large as that predicts, a = s = r_t^2 c^2 and beta = 1:
 the paper's step. A Jacobian with <v, d> <= 0 (no covariance to measure) keeps beta = 1.
+
+Where the renderer knows the data's range (pixel models of images: [-1, 1]) D_y is clamped to it
+(core.within_data_range): the posterior mean of images lies in their range. On 40 px box holes in
+the tuning photographs (6 positions, 4 samples, demo prior) this lifted single samples by 1.1 dB and
+the posterior mean by 0.8 dB on average (a correction that over-shoots in a hole no longer leaves
+saturated blobs there).
 """
 
 from __future__ import annotations
@@ -57,7 +63,8 @@ from __future__ import annotations
 import torch
 
 from . import gram
-from .core import at_least_float32, corrected, per_sample, per_sample_sum, posterior_scale, prior_covariance_scale
+from .core import (at_least_float32, corrected, per_sample, per_sample_sum, posterior_scale, prior_covariance_scale,
+                   within_data_range)
 from .likelihood import RENDER_SCALE
 from .spectral import SpectralCovariance
 
@@ -147,4 +154,4 @@ def pigdm_guidance(*, x, sigma, alpha, denoise, render, measurement, strength, t
     whitened = gram.as_real(fixed) / noise_variance.sqrt()
     normalized = (per_sample_sum(whitened.square()) / measurement.num_elements).sqrt()
     correction = strength * per_sample(beta, step) * step
-    return corrected(denoised, correction, sigma=sigma, residual=normalized, trace=trace)
+    return within_data_range(corrected(denoised, correction, sigma=sigma, residual=normalized, trace=trace), render)

@@ -136,6 +136,7 @@ def test_encode_matches_comfyuis_own_vae_encode_in_model_space(vae_kind):
     with torch.inference_mode():
         expected = model.model.process_latent_in(vae.encode(image.movedim(1, -1)).float())
     assert latent.shape == (2, 4, 4, 4) and renderer.output_size(latent.shape) == (32, 32)
+    assert renderer.data_range is None  # latents have no bound
     torch.testing.assert_close(latent.cpu(), expected.cpu(), rtol=1e-4, atol=1e-5)
 
 
@@ -147,3 +148,5 @@ def test_pixel_models_render_and_encode_by_the_affine_map():
     torch.testing.assert_close(renderer(x), (x + 1) / 2)
     torch.testing.assert_close(renderer.encode(renderer(x)), x)
     assert renderer.scale == 1 and renderer.output_size(x.shape) == (8, 8)
+    # Images of pixel models live in [-1, 1]; guidance methods may clamp their estimates to it.
+    assert renderer.data_range == (-1.0, 1.0)

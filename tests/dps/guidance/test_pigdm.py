@@ -83,6 +83,17 @@ def run(measurement, x, sigma, alpha, strength=1.0, trace=None):
                  measurement=measurement, strength=strength, trace=trace)
 
 
+def test_a_renderer_with_a_data_range_clamps_the_estimate_to_it_and_nothing_else():
+    measurement, x = problem(OPERATORS[next(iter(OPERATORS))]())
+    x = 3 * x  # estimates well outside [-1, 1]
+    sigma, alpha = torch.tensor([3.0, 0.2], dtype=torch.float64), torch.tensor([1.0, 0.7], dtype=torch.float64)
+    free = run(measurement, x, sigma, alpha)
+    bounded = PIGDM(x=x, sigma=sigma, alpha=alpha, denoise=lambda z: SHRINK * z,
+                    render=core.PixelRenderer(data_range=(-1.0, 1.0)), measurement=measurement, strength=1.0)
+    assert free.abs().max() > 1.5
+    torch.testing.assert_close(bounded, free.clamp(-1, 1), rtol=0, atol=0)
+
+
 @pytest.mark.parametrize("name", list(OPERATORS))
 def test_pigdm_matches_its_formula_per_sample(name, monkeypatch):
     monkeypatch.setattr(core, "MAX_CORRECTION_RATIO", float("inf"))  # the formula itself, not the guard

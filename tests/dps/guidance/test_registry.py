@@ -57,7 +57,7 @@ def test_an_unknown_name_is_a_clear_error():
         method("dsp")
 
 
-def test_auto_picks_proximal_for_sr_and_blur_and_by_model_kind_for_scattered_masks_and_dps_for_holes_and_non_linear():
+def test_auto_picks_proximal_for_sr_and_blur_by_model_kind_for_masks_and_dps_for_non_linear():
     y = torch.rand(1, 3, 8, 8)
     masked = Measurement(y, Inpainting(torch.zeros(8, 8)), GaussianNoise(0.1))
     scattered = Measurement(y, RandomInpainting(0.5, seed=0), GaussianNoise(0.1))
@@ -67,7 +67,10 @@ def test_auto_picks_proximal_for_sr_and_blur_and_by_model_kind_for_scattered_mas
     for pixel_model in (False, True):
         assert method("auto", blurred, pixel_model) is METHODS["proximal"]
         assert method("auto", low, pixel_model) is METHODS["proximal"]
-        assert method("auto", masked, pixel_model) is METHODS["dps"] and method("auto", phase, pixel_model) is METHODS["dps"]
+        assert method("auto", phase, pixel_model) is METHODS["dps"]
+    # Holes: pigdm kept to the images' range (pixel models); dps with latent models.
+    assert method("auto", masked) is METHODS["dps"]
+    assert method("auto", masked, pixel_model=True) is METHODS["pigdm"]
     # Scattered masks: proximal's spectral covariance (pixel models only) fills them; else pigdm.
     assert method("auto", scattered) is METHODS["pigdm"]
     assert method("auto", scattered, pixel_model=True) is METHODS["proximal"]
