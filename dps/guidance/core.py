@@ -20,8 +20,10 @@ import torch
 #: the prior covariance, which a network does not give, so guidance starts at the next step.
 MIN_ALPHA = 1e-3
 
-#: A guard, never reached with sane strengths: the guidance may move the denoised estimate by at
-#: most this many times its own RMS (plus one), so extreme strengths cannot produce Inf or NaN.
+#: A guard: the guidance may move the denoised estimate by at most this many times its own RMS
+#: (plus one), so extreme strengths cannot produce Inf or NaN. It is reached at strength 1 too:
+#: `dps` on a 40 px hole with the demo prior hits it on most steps from sigma 14 to about 1 (its
+#: 1 / (sigma_y^2 v) over-weights the directions where the model's covariance is large).
 MAX_CORRECTION_RATIO = 4.0
 
 #: x_t -> D(x_t), the model's denoised estimate in model space (differentiable when asked).
