@@ -18,51 +18,37 @@ import dataclasses
 import json
 import pathlib
 import sys
-import time
 
-ROOT = pathlib.Path(__file__).resolve().parents[1]
-for path in (ROOT, ROOT / "scripts"):
-    if str(path) not in sys.path:
-        sys.path.insert(0, str(path))
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from testkit.host import load_pack  # noqa: E402
-
-load_pack()
-
-import comfy.utils  # noqa: E402
-
+import mode_photo_check  # noqa: E402  (loads the pack; its photographs, measurement and scoring)
 import demo  # noqa: E402  (its classical baselines and metrics)
-import mode_photo_check  # noqa: E402  (its photographs)
 from comfyui_dps.dps.guidance import core, registry  # noqa: E402
-from comfyui_dps.dps.measurement import simulate  # noqa: E402
-from comfyui_dps.dps.noise import GaussianNoise  # noqa: E402
 from comfyui_dps.dps.operators import Inpainting  # noqa: E402
 from comfyui_dps.nodes.demo_prior_node import DPSLoadDemoPrior  # noqa: E402
-from comfyui_dps.nodes.sampling_nodes import DPSEmptyLatent, DPSKSampler  # noqa: E402
 
-comfy.utils.PROGRESS_BAR_ENABLED = False
 POSITIONS = [(44, 44), (16, 16), (72, 72)]
 BOX = 40
 
 
+#: Each mode's own function, before with_clamp replaces it.
+ORIGINAL = {name: m.function for name, m in registry.METHODS.items()}
+
+
 def with_clamp(mode: str, clamp: bool) -> None:
     """Make `mode` clamp its estimate to [-1, 1] (clamp) or leave it free, whatever it does itself."""
-    method = registry.METHODS[mode]
-    original = getattr(method.function, "original", method.function)
+    original = ORIGINAL[mode]
 
     def free(**arguments):
-        render = arguments["render"]
-        return original(**{**arguments, "render": _Unbounded(render)})
+        return original(**{**arguments, "render": _Unbounded(arguments["render"])})
 
     def bounded(**arguments):
         return core.within_data_range(original(**arguments), arguments["render"])
 
-    function = bounded if clamp else free
-    function.original = original
-    registry.METHODS[mode] = dataclasses.replace(method, function=function)
+    registry.METHODS[mode] = dataclasses.replace(registry.METHODS[mode], function=bounded if clamp else free)
 
 
 class _Unbounded:
@@ -89,7 +75,7 @@ def main():
     parser.add_argument("--json", type=pathlib.Path)
     args = parser.parse_args()
     with torch.inference_mode():
-        model, vae, cond = DPSLoadDemoPrior.execute().args
+        prior = DPSLoadDemoPrior.execute().args
     rows = []
     for mode in args.modes:
         for clamp in args.clamp:
@@ -99,20 +85,11 @@ def main():
                     box = torch.zeros(128, 128)
                     box[top:top + BOX, left:left + BOX] = 1
                     operator = Inpainting(box)
-                    with torch.inference_mode():
-                        measurement = simulate(torch.from_numpy(truth).permute(2, 0, 1)[None], operator,
-                                               GaussianNoise(mode_photo_check.NOISE), seed=1)
-                        latent = DPSEmptyLatent.execute(measurement, args.samples).args[0]
+                    measurement, latent = mode_photo_check.measure(truth, operator, args.samples)
                     classical, _ = demo.baseline("inpainting-box", measurement, operator, truth)
-                    start = time.perf_counter()
-                    with torch.inference_mode():
-                        out, _, _ = DPSKSampler.execute(model, 0, 50, 1.0, "euler_ancestral", "normal", cond, cond,
-                                                        latent, 1.0, measurement, 1.0, mode, None).args
-                        images = vae.decode(out["samples"]).float().clamp(0, 1).numpy()
                     row = {"mode": mode, "clamp": clamp, "photo": photo, "box": [top, left],
                            "baseline": demo.psnr(truth, classical),
-                           "single": float(np.mean([demo.psnr(truth, image) for image in images])),
-                           "mean": demo.psnr(truth, images.mean(axis=0)), "seconds": time.perf_counter() - start}
+                           **mode_photo_check.sample_and_score(prior, truth, measurement, latent, mode)}
                     rows.append(row)
                     print(json.dumps(row), flush=True)
     print("| mode | clamp | baseline | single | mean | means above the baseline |\n|---|---|---|---|---|---|")

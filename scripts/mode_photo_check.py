@@ -58,6 +58,33 @@ def photos(size: int) -> dict:
     return out
 
 
+def measure(truth: np.ndarray, operator, samples: int):
+    """(measurement of the photograph `truth` [H, W, 3] by `operator` at NOISE, seed 1; an empty
+    latent of `samples` samples for it)."""
+    with torch.inference_mode():
+        measurement = simulate(torch.from_numpy(truth).permute(2, 0, 1)[None], operator, GaussianNoise(NOISE), seed=1)
+        return measurement, DPSEmptyLatent.execute(measurement, samples).args[0]
+
+
+def sample_and_score(prior, truth: np.ndarray, measurement, latent, mode: str, *, steps: int = 50,
+                     strength: float = 1.0, sampler: str = "euler_ancestral") -> dict:
+    """DPS KSampler with `mode` on the demo prior (model, vae, cond): the mean PSNR of the single samples,
+    the PSNR of their mean, the mean residual / noise and the seconds the sampling took."""
+    model, vae, cond = prior
+    start = time.perf_counter()
+    with torch.inference_mode():
+        out, _, report = DPSKSampler.execute(model, 0, steps, 1.0, sampler, "normal", cond, cond,
+                                             latent, 1.0, measurement, strength, mode, None).args
+        images = vae.decode(out["samples"]).float().clamp(0, 1).numpy()
+    residuals = [float(line.split("residual = ")[1].split(" x")[0]) for line in report.splitlines()]
+    return {
+        "single": float(np.mean([demo.psnr(truth, image) for image in images])),
+        "mean": demo.psnr(truth, images.mean(axis=0)),
+        "residual": float(np.mean(residuals)),
+        "seconds": time.perf_counter() - start,
+    }
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", type=int, default=128)
@@ -70,31 +97,18 @@ def main():
     parser.add_argument("--json", type=pathlib.Path)
     args = parser.parse_args()
     with torch.inference_mode():
-        model, vae, cond = DPSLoadDemoPrior.execute().args
+        prior = DPSLoadDemoPrior.execute().args
     rows = []
     for photo, truth in photos(args.size).items():
         for task, operator in demo_operators(args.size).items():
             if args.tasks and task not in args.tasks:
                 continue
-            with torch.inference_mode():
-                measurement = simulate(torch.from_numpy(truth).permute(2, 0, 1)[None], operator, GaussianNoise(NOISE),
-                                       seed=1)
-                latent = DPSEmptyLatent.execute(measurement, args.samples).args[0]
+            measurement, latent = measure(truth, operator, args.samples)
             classical, _ = demo.baseline(task, measurement, operator, truth)
             row = {"photo": photo, "task": task, "baseline": demo.psnr(truth, classical)}
             for mode in args.modes:
-                start = time.perf_counter()
-                with torch.inference_mode():
-                    out, _, report = DPSKSampler.execute(model, 0, args.steps, 1.0, args.sampler, "normal", cond, cond,
-                                                         latent, 1.0, measurement, args.strength, mode, None).args
-                    images = vae.decode(out["samples"]).float().clamp(0, 1).numpy()
-                residuals = [float(line.split("residual = ")[1].split(" x")[0]) for line in report.splitlines()]
-                row[mode] = {
-                    "single": float(np.mean([demo.psnr(truth, image) for image in images])),
-                    "mean": demo.psnr(truth, images.mean(axis=0)),
-                    "residual": float(np.mean(residuals)),
-                    "seconds": time.perf_counter() - start,
-                }
+                row[mode] = sample_and_score(prior, truth, measurement, latent, mode, steps=args.steps,
+                                             strength=args.strength, sampler=args.sampler)
             rows.append(row)
             print(json.dumps(row), flush=True)
     lines = ["| photo | task | baseline | " + " | ".join(f"{m} single / mean / residual" for m in args.modes) + " |",

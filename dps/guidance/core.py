@@ -37,7 +37,8 @@ class Renderer(Protocol):
 
     affine: bool
     #: (low, high) that model-space images of the data never leave (pixel models of images: -1, 1),
-    #: or None where nothing bounds them (latents; the analytic Gaussian priors of the tests).
+    #: or None where nothing bounds them (latents; PixelRenderer unless given one, as the engine's
+    #: tests of analytic Gaussian priors use it).
     data_range: tuple[float, float] | None
 
     def __call__(self, latent: torch.Tensor) -> torch.Tensor: ...

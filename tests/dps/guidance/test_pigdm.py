@@ -78,8 +78,8 @@ def exact_trace(monkeypatch):
     monkeypatch.setattr(pigdm, "operator_trace", lambda operator, shape, like: dense(operator, shape).square().sum())
 
 
-def run(measurement, x, sigma, alpha, strength=1.0, trace=None):
-    return PIGDM(x=x, sigma=sigma, alpha=alpha, denoise=lambda z: SHRINK * z, render=core.PixelRenderer(),
+def run(measurement, x, sigma, alpha, strength=1.0, trace=None, render=None):
+    return PIGDM(x=x, sigma=sigma, alpha=alpha, denoise=lambda z: SHRINK * z, render=render or core.PixelRenderer(),
                  measurement=measurement, strength=strength, trace=trace)
 
 
@@ -88,8 +88,7 @@ def test_a_renderer_with_a_data_range_clamps_the_estimate_to_it_and_nothing_else
     x = 3 * x  # estimates well outside [-1, 1]
     sigma, alpha = torch.tensor([3.0, 0.2], dtype=torch.float64), torch.tensor([1.0, 0.7], dtype=torch.float64)
     free = run(measurement, x, sigma, alpha)
-    bounded = PIGDM(x=x, sigma=sigma, alpha=alpha, denoise=lambda z: SHRINK * z,
-                    render=core.PixelRenderer(data_range=(-1.0, 1.0)), measurement=measurement, strength=1.0)
+    bounded = run(measurement, x, sigma, alpha, render=core.PixelRenderer(data_range=(-1.0, 1.0)))
     assert free.abs().max() > 1.5
     torch.testing.assert_close(bounded, free.clamp(-1, 1), rtol=0, atol=0)
 
