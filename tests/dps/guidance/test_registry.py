@@ -68,9 +68,9 @@ def test_auto_picks_proximal_for_sr_and_blur_by_model_kind_for_masks_and_dps_for
         assert method("auto", blurred, pixel_model) is METHODS["proximal"]
         assert method("auto", low, pixel_model) is METHODS["proximal"]
         assert method("auto", phase, pixel_model) is METHODS["dps"]
-    # Holes: pigdm kept to the images' range (pixel models); dps with latent models.
+    # Holes: proximal kept to the images' range (pixel models); dps with latent models.
     assert method("auto", masked) is METHODS["dps"]
-    assert method("auto", masked, pixel_model=True) is METHODS["pigdm"]
+    assert method("auto", masked, pixel_model=True) is METHODS["proximal"]
     # Scattered masks: proximal's spectral covariance (pixel models only) fills them; else pigdm.
     assert method("auto", scattered) is METHODS["pigdm"]
     assert method("auto", scattered, pixel_model=True) is METHODS["proximal"]
