@@ -67,25 +67,46 @@ HELDOUT_IMAGES = {
     "astronaut": "public domain (NASA Great Images, Eileen Collins)",
     "coffee": "CC0 by the photographer (Rachel Michetti), courtesy of Pikolo Espresso Bar",
 }
-# Colour photographs from Debian's plasma-workspace-wallpapers (KDE Plasma 5.27.5), added with
-# --wallpapers (scripts/fetch_wallpapers.sh downloads and unpacks the package): skimage.data has few
-# colour photographs, and a prior that has seen mostly grey fills inpainting holes with grey.
-# Licence and author as each wallpaper's metadata.json states. Paths under usr/share/wallpapers/.
-# Left out: the illustrations and renders (Altai, Autumn, Canopee, ...) and ColorfulCups (a
-# photograph of cups, kept out so that no training photograph resembles the held-out `coffee`).
+# Colour photographs from Debian's wallpaper packages, added with --wallpapers
+# (scripts/fetch_wallpapers.sh downloads and unpacks them into one folder): skimage.data has few
+# colour photographs, and a prior that has seen mostly grey fills inpainting holes with grey. Paths
+# are relative to that folder.
+# plasma-workspace-wallpapers (KDE Plasma 5.27.5): licence and author as each wallpaper's
+# metadata.json states. Left out: the illustrations and renders (Altai, Autumn, Canopee, ...) and
+# ColorfulCups (a photograph of cups, kept out so that no training photograph resembles the held-out
+# `coffee`).
+# lomiri-wallpapers-16.04 and -20.04 (Debian 12): licence and author as debian/copyright states (added
+# 2026-12-07 for a second fine-tune, which did not ship: models/README.md; --wallpaper-sets). Left out: the illustrations and renders (umang, Fossa,
+# Infinite-Sea, Painting-Colors), analogpattern (not clearly a photograph) and Picture_0B (a fig on a
+# dish: kept out, as ColorfulCups, so that no training photograph resembles `coffee`'s cup and saucer).
+PLASMA = "usr/share/wallpapers/"
+LOMIRI = "usr/share/backgrounds/"
 WALLPAPER_IMAGES = {
     # name: (path, licence and author, weight)
-    "plasma-BytheWater": ("BytheWater/contents/images/1280x800.jpg", "LGPL-3.0 (Maciej Wiklo)", 1.0),
-    "plasma-EveningGlow": ("EveningGlow/contents/images/1280x800.jpg", "LGPL-3.0 (Ian Hex)", 1.0),
-    "plasma-FallenLeaf": ("FallenLeaf/contents/images/1280x800.jpg", "LGPL-3.0 (Martin Klapetek)", 1.0),
-    "plasma-Kite": ("Kite/contents/images/1280x800.jpg", "LGPL-3.0 (Risto Saukonpää)", 1.0),
-    "plasma-OneStandsOut": ("OneStandsOut/contents/images/1280x800.jpg", "LGPL-3.0 (Risto Saukonpää)", 1.0),
-    "plasma-Path": ("Path/contents/images/1280x800.jpg", "LGPL-3.0 (Risto Saukonpää)", 1.0),
-    "plasma-Volna": ("Volna/contents/images/5120x2880.jpg", "CC-BY-SA-4.0 (Nikita Babin)", 1.0),
-    "plasma-DarkestHour": ("DarkestHour/contents/images/1280x800.jpg", "LGPL-3.0 (Risto Saukonpää)", 0.5),
-    "plasma-summer_1am": ("summer_1am/contents/images/1280x800.jpg", "LGPL-3.0 (Risto Saukonpää)", 0.5),
-    "plasma-ColdRipple": ("ColdRipple/contents/images/1280x800.jpg", "LGPL-3.0 (Risto Saukonpää)", 0.5),
-    "plasma-Grey": ("Grey/contents/images/1280x800.jpg", "LGPL-3.0 (Sigi Sagi)", 0.5),
+    "plasma-BytheWater": (PLASMA + "BytheWater/contents/images/1280x800.jpg", "LGPL-3.0 (Maciej Wiklo)", 1.0),
+    "plasma-EveningGlow": (PLASMA + "EveningGlow/contents/images/1280x800.jpg", "LGPL-3.0 (Ian Hex)", 1.0),
+    "plasma-FallenLeaf": (PLASMA + "FallenLeaf/contents/images/1280x800.jpg", "LGPL-3.0 (Martin Klapetek)", 1.0),
+    "plasma-Kite": (PLASMA + "Kite/contents/images/1280x800.jpg", "LGPL-3.0 (Risto Saukonpää)", 1.0),
+    "plasma-OneStandsOut": (PLASMA + "OneStandsOut/contents/images/1280x800.jpg", "LGPL-3.0 (Risto Saukonpää)", 1.0),
+    "plasma-Path": (PLASMA + "Path/contents/images/1280x800.jpg", "LGPL-3.0 (Risto Saukonpää)", 1.0),
+    "plasma-Volna": (PLASMA + "Volna/contents/images/5120x2880.jpg", "CC-BY-SA-4.0 (Nikita Babin)", 1.0),
+    "plasma-DarkestHour": (PLASMA + "DarkestHour/contents/images/1280x800.jpg", "LGPL-3.0 (Risto Saukonpää)", 0.5),
+    "plasma-summer_1am": (PLASMA + "summer_1am/contents/images/1280x800.jpg", "LGPL-3.0 (Risto Saukonpää)", 0.5),
+    "plasma-ColdRipple": (PLASMA + "ColdRipple/contents/images/1280x800.jpg", "LGPL-3.0 (Risto Saukonpää)", 0.5),
+    "plasma-Grey": (PLASMA + "Grey/contents/images/1280x800.jpg", "LGPL-3.0 (Sigi Sagi)", 0.5),
+    "lomiri-Bridge": (LOMIRI + "Bridge_by_Sander_Klootwijk.jpg", "CC-BY-SA-4.0 (Sander Klootwijk)", 1.0),
+    "lomiri-Dragonfly": (LOMIRI + "Dragonfly_by_Bolly.jpg", "CC-BY-SA-4.0 (Bolly)", 1.0),
+    "lomiri-Picture_1A": (LOMIRI + "Picture_1A_by_freespace.jpg", "CC-BY-4.0 (Trevor \"Freespace\")", 1.0),
+    "lomiri-Wine": (LOMIRI + "Wine_by_Jakkub_Mede.jpg", "CC-BY-4.0 (Jakub Mede)", 1.0),
+    "lomiri-aitzgorri": (LOMIRI + "aitzgorri_by_Aitzol_Berasategi.jpg", "CC-BY-4.0 (Aitzol Berasategi)", 1.0),
+    "lomiri-free": (LOMIRI + "free_by_Peter_Nerlich.jpg", "CC-BY-SA-4.0 (Peter Nerlich)", 1.0),
+    "lomiri-friends": (LOMIRI + "friends_by_Aitzol_Berasategi.jpg", "CC-BY-4.0 (Aitzol Berasategi)", 1.0),
+    "lomiri-greentock": (LOMIRI + "greentock_by_Peter_Nerlich.jpg", "CC-BY-SA-4.0 (Peter Nerlich)", 1.0),
+    "lomiri-life": (LOMIRI + "life_by_Aitzol_Berasategi.jpg", "CC-BY-4.0 (Aitzol Berasategi)", 1.0),
+    "lomiri-picosdeeuropa": (LOMIRI + "picosdeeuropa_by_Aitzol_Berasategi.jpg", "CC-BY-4.0 (Aitzol Berasategi)", 1.0),
+    "lomiri-seeding": (LOMIRI + "seeding_by_Clements_Engelhardt.jpg", "CC0-1.0 (Clemens Engelhardt)", 1.0),
+    "lomiri-sunset": (LOMIRI + "sunset_by_Aitzol_Berasategi.jpg", "CC-BY-4.0 (Aitzol Berasategi)", 1.0),
+    "lomiri-Kleiber": (LOMIRI + "Kleiber_by_Lukas_Baubkus.jpg", "CC-BY-SA-3.0 (Lukas Baubkus)", 1.0),
 }
 WALLPAPER_MAX_SIDE = 1280  # larger originals are downscaled on loading, as the others come
 
@@ -144,7 +165,10 @@ def parse_args(argv=None):
                    help="only write the training and held-out photographs (uint8) to NPZ and exit")
     p.add_argument("--wallpapers", default=None, metavar="DIR",
                    help="also train on the colour photographs of WALLPAPER_IMAGES, read from DIR (the "
-                        "unpacked plasma-workspace-wallpapers package: scripts/fetch_wallpapers.sh)")
+                        "unpacked wallpaper packages: scripts/fetch_wallpapers.sh)")
+    p.add_argument("--wallpaper-sets", default="plasma", metavar="SETS",
+                   help="which of WALLPAPER_IMAGES --wallpapers adds, by name prefix, comma-separated: plasma "
+                        "(the shipped prior's fine-tune) and/or lomiri (tried in a second fine-tune, not shipped)")
     p.add_argument("--init", default=None, metavar="WEIGHTS",
                    help="start from an exported prior (safetensors written by this script): fine-tuning")
     p.add_argument("--plot", default=None, metavar="LOG", help="only plot LOG (JSONL) and exit")
@@ -193,13 +217,14 @@ def describe_machine(device):
 
 PHOTOS_NPZ = None  # set by --photos
 WALLPAPERS_DIR = None  # set by --wallpapers
+WALLPAPER_SETS = ("plasma",)  # set by --wallpaper-sets: the name prefixes of WALLPAPER_IMAGES trained on
 
 
 def training_images():
     """{name: (licence, weight)} of every photograph this run trains on."""
     images = dict(TRAIN_IMAGES)
     if WALLPAPERS_DIR is not None:
-        images.update({k: (v[1], v[2]) for k, v in WALLPAPER_IMAGES.items()})
+        images.update({k: (v[1], v[2]) for k, v in WALLPAPER_IMAGES.items() if k.split("-")[0] in WALLPAPER_SETS})
     return images
 
 
@@ -209,7 +234,7 @@ def photo_uint8(name):
     if name in WALLPAPER_IMAGES:
         from PIL import Image
 
-        img = Image.open(pathlib.Path(WALLPAPERS_DIR) / "usr/share/wallpapers" / WALLPAPER_IMAGES[name][0])
+        img = Image.open(pathlib.Path(WALLPAPERS_DIR) / WALLPAPER_IMAGES[name][0])
         img = img.convert("RGB")
         scale = WALLPAPER_MAX_SIDE / max(img.size)
         if scale < 1:
@@ -434,7 +459,7 @@ def export(path, ema_model, unet_config, args, state, machine, final_eval, compl
         "dps.training_images": json.dumps({k: v[0] for k, v in training_images().items()}),
         "dps.heldout_images": json.dumps(HELDOUT_IMAGES),
         "dps.steps": str(state["step"] + int(state.get("init", {}).get("steps") or 0)),
-        "dps.stages": json.dumps(([state["init"]] if state.get("init") else []) + [
+        "dps.stages": json.dumps((state.get("init_stages") or ([state["init"]] if state.get("init") else [])) + [
             {"steps": state["step"], "train_seconds": round(state["elapsed"]), "machine": machine,
              "command": state.get("command", ""), "crop_sizes": args.crop_sizes or str(args.crop)}]),
         "dps.train_seconds": f"{state['elapsed'] + float(state.get('init', {}).get('train_seconds') or 0):.0f}",
@@ -502,9 +527,10 @@ def plot(log_path, out_path):
 
 
 def main(argv=None):
-    global PHOTOS_NPZ, WALLPAPERS_DIR
+    global PHOTOS_NPZ, WALLPAPERS_DIR, WALLPAPER_SETS
     args = parse_args(argv)
     WALLPAPERS_DIR = args.wallpapers
+    WALLPAPER_SETS = tuple(args.wallpaper_sets.split(","))
     if args.dump_photos:
         import numpy as np
 
@@ -576,6 +602,8 @@ def main(argv=None):
             init_meta = f.metadata() or {}
         state["init"] = {k[4:]: init_meta.get(k, "") for k in
                          ("dps.steps", "dps.train_seconds", "dps.machine", "dps.command", "dps.date", "dps.final_loss")}
+        # The record of every stage before this one (an init that is itself a fine-tune has several).
+        state["init_stages"] = json.loads(init_meta.get("dps.stages") or "[]") or [state["init"]]
         print(f"initialised from {args.init} ({init_meta.get('dps.steps')} steps)")
     if args.resume is not None and (ckpt_dir / "state.json").exists():
         state = load_checkpoint(ckpt_dir, model, ema_model, opt, device)

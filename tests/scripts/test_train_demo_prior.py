@@ -87,8 +87,8 @@ def test_exported_weights_load_and_denoise_through_comfyui(runs):
 
 
 def test_wallpapers_join_the_training_photographs_downscaled(tmp_path):
-    """--wallpapers reads WALLPAPER_IMAGES from an unpacked plasma-workspace-wallpapers folder
-    (written here as small stand-in files at the package's paths) and caps their longer side."""
+    """--wallpapers reads WALLPAPER_IMAGES from the folder the wallpaper packages were unpacked into
+    (written here as small stand-in files at the packages' paths) and caps their longer side."""
     import numpy as np
     from PIL import Image
 
@@ -98,12 +98,13 @@ def test_wallpapers_join_the_training_photographs_downscaled(tmp_path):
     root = tmp_path / "wallpapers"
     rng = np.random.default_rng(0)
     for i, (path, _, _) in enumerate(script.WALLPAPER_IMAGES.values()):
-        file = root / "usr/share/wallpapers" / path
+        file = root / path
         file.parent.mkdir(parents=True, exist_ok=True)
         size = (2000, 500) if i == 0 else (300, 200)  # (width, height)
         Image.fromarray(rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)).save(file)
     npz = tmp_path / "photos.npz"
-    done = subprocess.run([sys.executable, str(SCRIPT), "--wallpapers", str(root), "--dump-photos", str(npz)],
+    done = subprocess.run([sys.executable, str(SCRIPT), "--wallpapers", str(root), "--wallpaper-sets", "plasma,lomiri",
+                           "--dump-photos", str(npz)],
                           capture_output=True, text=True, timeout=300, cwd=ROOT)
     assert done.returncode == 0, done.stderr[-2000:]
     with np.load(npz) as photos:
