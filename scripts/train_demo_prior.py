@@ -76,9 +76,10 @@ HELDOUT_IMAGES = {
 # ColorfulCups (a photograph of cups, kept out so that no training photograph resembles the held-out
 # `coffee`).
 # lomiri-wallpapers-16.04 and -20.04 (Debian 12): licence and author as debian/copyright states (added
-# 2026-12-07 for a second fine-tune, which did not ship: models/README.md; --wallpaper-sets). Left out: the illustrations and renders (umang, Fossa,
-# Infinite-Sea, Painting-Colors), analogpattern (not clearly a photograph) and Picture_0B (a fig on a
-# dish: kept out, as ColorfulCups, so that no training photograph resembles `coffee`'s cup and saucer).
+# 2026-12-07 for a second fine-tune, which did not ship: models/README.md; --wallpaper-sets). Left
+# out: the illustrations and renders (umang, Fossa, Infinite-Sea, Painting-Colors), analogpattern
+# (not clearly a photograph) and Picture_0B (a fig on a dish: kept out, as ColorfulCups, so that no
+# training photograph resembles `coffee`'s cup and saucer).
 PLASMA = "usr/share/wallpapers/"
 LOMIRI = "usr/share/backgrounds/"
 WALLPAPER_IMAGES = {
@@ -531,6 +532,10 @@ def main(argv=None):
     args = parse_args(argv)
     WALLPAPERS_DIR = args.wallpapers
     WALLPAPER_SETS = tuple(args.wallpaper_sets.split(","))
+    known = {name.split("-")[0] for name in WALLPAPER_IMAGES}
+    if not set(WALLPAPER_SETS) <= known:
+        sys.exit(f"--wallpaper-sets: expected a comma-separated choice of {', '.join(sorted(known))}, "
+                 f"got {args.wallpaper_sets!r}")
     if args.dump_photos:
         import numpy as np
 

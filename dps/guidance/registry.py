@@ -75,8 +75,7 @@ METHODS: dict[str, GuidanceMethod] = {m.name: m for m in [
                     "seen through the operator, and the step is set by the model's own covariance measured in "
                     "the same backward pass: no step-size rule. Linear operators only. On exact checks its "
                     "samples spread more like the true posterior than dps's and sit closer to its mean on "
-                    "every operator; with pixel models its estimate is kept to the images' range (auto's pick for "
-                    "holes there). A step costs a dps step plus a linear solve (iterative for bicubic "
+                    "every operator; with pixel models its estimate is kept to the images' range. A step costs a dps step plus a linear solve (iterative for bicubic "
                     "super-resolution, blur and compositions).",
     ),
     GuidanceMethod(
@@ -85,8 +84,9 @@ METHODS: dict[str, GuidanceMethod] = {m.name: m for m in [
                     "to it that explains the measurement, solved exactly, 'closest' weighed by the model's own "
                     "covariance per spatial frequency with pixel models; no backward pass through the diffusion "
                     "model, so a step costs about a plain step (pixel models) or a plain step plus a few decoder "
-                    "passes (latent models: solver_steps gradient steps, default 3). Linear operators only; "
-                    "strength 1 is calibrated.",
+                    "passes (latent models: solver_steps gradient steps, default 3). With pixel models its estimate "
+                    "is kept to the images' range (auto's pick for every linear operator there). Linear "
+                    "operators only; strength 1 is calibrated.",
         inner_steps="gradient steps on the latent through the VAE decoder (latent models)",
     ),
     GuidanceMethod(

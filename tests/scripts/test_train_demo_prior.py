@@ -115,3 +115,10 @@ def test_wallpapers_join_the_training_photographs_downscaled(tmp_path):
     assert first.shape == (320, script.WALLPAPER_MAX_SIDE, 3) and first.dtype == np.uint8
     assert all(o.shape == (200, 300, 3) for o in others)
     assert not set(script.WALLPAPER_IMAGES) & set(script.HELDOUT_IMAGES)
+
+
+def test_an_unknown_wallpaper_set_is_refused_by_name():
+    done = subprocess.run([sys.executable, str(SCRIPT), "--wallpaper-sets", "plasma,lomri", "--dump-photos", "unused.npz"],
+                          capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert done.returncode != 0
+    assert "--wallpaper-sets: expected a comma-separated choice of lomiri, plasma, got 'plasma,lomri'" in done.stderr
