@@ -121,9 +121,9 @@ def measure_pixel(repeats: int, model, cond) -> list[dict]:
 
 #: Whole sampling runs: DPS KSampler's defaults (50 steps of euler_ancestral, 'normal'), the demo's
 #: measurement of a bundled photograph. One step at sigma 2 misses where the solves work hardest: with
-#: a photograph's x_t a mask's CG takes up to its cap of 100 iterations at sigma 10, 12-30 at sigma 2.
+#: a photograph's x_t a mask's CG runs to its cap (gram.COVARIANCE_MAX_ITERATIONS) from sigma 10 to about 2.
 RUN_STEPS = 50
-RUN_REPEATS = 2
+RUN_REPEATS = 3
 
 
 def measure_pixel_runs(repeats: int, model, cond, steps: int = RUN_STEPS) -> list[dict]:
@@ -228,15 +228,17 @@ def table(rows: list[dict]) -> list[str]:
 
 
 def kept_full_size_rows(previous: pathlib.Path, every_latent_row: bool = False) -> list[dict]:
-    """The SD1.5-size rows (or every latent-model row) of an earlier run, each marked with that run's
-    date (its seconds compare only with its own plain step)."""
+    """The SD1.5-size rows (or every latent-model row) of an earlier run, each marked with the date it was
+    measured (its seconds compare only with its own plain step). A row kept once already keeps its own date:
+    the file's date is that of its last run, which may have kept it too."""
     if not previous.exists():
         return []
     earlier = json.loads(previous.read_text())
     when = earlier.get("measured_on") or datetime.date.fromtimestamp(previous.stat().st_mtime).isoformat()
-    rows = [row for row in earlier["rows"] if every_latent_row or row["models"] != "scaled"]
+    rows = [row for row in earlier["rows"] if every_latent_row or not row["models"].startswith("scaled")]
     for row in rows:
-        row["models"] = f"{row['models'].split(' (')[0]} (run of {when})"
+        if " (run of " not in row["models"]:
+            row["models"] = f"{row['models']} (run of {when})"
     return rows
 
 
