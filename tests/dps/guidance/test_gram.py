@@ -100,6 +100,23 @@ def test_float32_solves_stay_float32():
     assert error.max() < 10 * cg.TOLERANCE
 
 
+def spectral_covariance(shape, generator, sigmas) -> SpectralCovariance:
+    """The spectral covariance of a non-linear denoiser for a random x_t (2 samples at noise levels `sigmas`)."""
+    x = 5 * torch.randn(shape, generator=generator, dtype=torch.float64)
+    return SpectralCovariance(x, torch.tanh(x / 3) + 0.1 * x, torch.tensor(sigmas, dtype=torch.float64),
+                              torch.ones(2, dtype=torch.float64))
+
+
+def dense_covariance_systems(operator, shape, covariance, factor, noise):
+    """Per sample i, the dense matrix of (A factor[i] C A^T + diag(noise[i])) (noise[i] flat, real layout)."""
+    matrix = dense(operator, shape[1:])
+    n = matrix.shape[1]
+    basis = torch.eye(n, dtype=torch.float64).reshape(n, *shape[1:])
+    for i in range(shape[0]):
+        single = torch.stack([covariance.apply(basis[j:j + 1].expand(2, *shape[1:]))[i].reshape(-1) for j in range(n)], 1)
+        yield factor[i] * matrix @ single @ matrix.T + torch.diag(noise[i])
+
+
 @pytest.mark.parametrize("name", list(CASES))
 @pytest.mark.parametrize("per_element", [False, True], ids=["gaussian", "per-element noise"])
 def test_each_solve_with_a_spectral_covariance_matches_dense_linear_algebra(name, per_element):
@@ -110,9 +127,7 @@ def test_each_solve_with_a_spectral_covariance_matches_dense_linear_algebra(name
     operator = build()
     generator = torch.Generator().manual_seed(7)
     b = measurement_like(operator, shape, generator)
-    x = 5 * torch.randn(shape, generator=generator, dtype=torch.float64)
-    covariance = SpectralCovariance(x, torch.tanh(x / 3) + 0.1 * x, torch.tensor([5.0, 0.3], dtype=torch.float64),
-                                    torch.ones(2, dtype=torch.float64))
+    covariance = spectral_covariance(shape, generator, [5.0, 0.3])
     factor = torch.tensor([0.25, 0.5], dtype=torch.float64)
     variance = (0.001 + 0.01 * torch.rand(as_real(b).shape, generator=generator, dtype=torch.float64)
                 if per_element else torch.tensor(0.05**2, dtype=torch.float64))
@@ -120,13 +135,8 @@ def test_each_solve_with_a_spectral_covariance_matches_dense_linear_algebra(name
         patch.setattr(cg, "TOLERANCE", 1e-12)
         patch.setattr(gram, "COVARIANCE_MAX_ITERATIONS", 3000)
         v = gram.solve_with_covariance(operator, b, covariance=covariance, noise_variance=variance, factor=factor)
-    matrix = dense(operator, shape[1:])
-    n = matrix.shape[1]
-    for i in range(shape[0]):
-        basis = torch.eye(n, dtype=torch.float64).reshape(n, *shape[1:])
-        single = torch.stack([covariance.apply(basis[j:j + 1].expand(2, *shape[1:]))[i].reshape(-1) for j in range(n)], 1)
-        noise = torch.broadcast_to(variance, as_real(b).shape)[i].reshape(-1)
-        system = factor[i] * matrix @ single @ matrix.T + torch.diag(noise)
+    noise = torch.broadcast_to(variance, as_real(b).shape).reshape(shape[0], -1)
+    for i, system in enumerate(dense_covariance_systems(operator, shape, covariance, factor, noise)):
         torch.testing.assert_close(as_real(v[i:i + 1]).reshape(-1),
                                    torch.linalg.solve(system, as_real(b[i:i + 1]).reshape(-1)), rtol=1e-7, atol=1e-7)
 
@@ -140,9 +150,7 @@ def test_a_solve_with_a_spectral_covariance_stops_at_its_own_cap(name):
     operator = build()
     generator = torch.Generator().manual_seed(11)
     b = measurement_like(operator, shape, generator)
-    x = 5 * torch.randn(shape, generator=generator, dtype=torch.float64)
-    covariance = SpectralCovariance(x, torch.tanh(x / 3) + 0.1 * x, torch.tensor([5.0, 5.0], dtype=torch.float64),
-                                    torch.ones(2, dtype=torch.float64))
+    covariance = spectral_covariance(shape, generator, [5.0, 5.0])
     variance = torch.tensor(0.02**2, dtype=torch.float64)
     runs = []
 
@@ -160,12 +168,8 @@ def test_a_solve_with_a_spectral_covariance_stops_at_its_own_cap(name):
 
     exact, capped = solve(3000), solve(1)
     assert runs[0] > 1 and runs[1] == 1
-    matrix = dense(operator, shape[1:])
-    n = matrix.shape[1]
-    basis = torch.eye(n, dtype=torch.float64).reshape(n, *shape[1:])
-    for i in range(shape[0]):
-        single = torch.stack([covariance.apply(basis[j:j + 1].expand(2, *shape[1:]))[i].reshape(-1) for j in range(n)], 1)
-        system = matrix @ single @ matrix.T + variance * torch.eye(matrix.shape[0], dtype=torch.float64)
+    noise = torch.broadcast_to(variance, as_real(b).shape).reshape(shape[0], -1)
+    for i, system in enumerate(dense_covariance_systems(operator, shape, covariance, [1.0, 1.0], noise)):
         error = as_real(capped[i:i + 1] - exact[i:i + 1]).reshape(-1)
         start = as_real(exact[i:i + 1]).reshape(-1)
         assert 0 < error @ system @ error < start @ system @ start
