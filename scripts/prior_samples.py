@@ -39,7 +39,7 @@ def samples(count: int, size: int, steps: int, sampler: str, scheduler: str, see
         noise = comfy.sample.prepare_noise(latent, seed)
         drawn = comfy.sample.sample(model, noise, steps, 1.0, sampler, scheduler, cond, cond, latent, seed=seed,
                                     disable_pbar=True)
-        return vae.decode(drawn).clamp(0, 1).reshape(count, size, size, 3).numpy()
+        return vae.decode(drawn).clamp(0, 1).numpy()  # ComfyUI images: [B, H, W, C]
 
 
 def main(argv=None) -> None:
@@ -55,7 +55,8 @@ def main(argv=None) -> None:
     images = samples(args.count, args.size, args.steps, args.sampler, args.scheduler, args.seed)
     row = np.concatenate(list(images), axis=1)  # one row, side by side
     Image.fromarray((row * 255).round().astype(np.uint8)).save(args.out)
-    print(f"wrote {args.out} ({args.count} samples, {args.sampler} {args.steps} steps, {args.scheduler}, seed {args.seed})")
+    print(f"wrote {args.out} ({args.count} samples, {args.sampler} {args.steps} steps, {args.scheduler}, "
+          f"seed {args.seed})")
 
 
 if __name__ == "__main__":

@@ -221,11 +221,16 @@ WALLPAPERS_DIR = None  # set by --wallpapers
 WALLPAPER_SETS = ("plasma",)  # set by --wallpaper-sets: the name prefixes of WALLPAPER_IMAGES trained on
 
 
+def wallpaper_set(name):
+    """The set (package) a WALLPAPER_IMAGES name belongs to: its prefix, e.g. 'plasma'."""
+    return name.split("-")[0]
+
+
 def training_images():
     """{name: (licence, weight)} of every photograph this run trains on."""
     images = dict(TRAIN_IMAGES)
     if WALLPAPERS_DIR is not None:
-        images.update({k: (v[1], v[2]) for k, v in WALLPAPER_IMAGES.items() if k.split("-")[0] in WALLPAPER_SETS})
+        images.update({k: (v[1], v[2]) for k, v in WALLPAPER_IMAGES.items() if wallpaper_set(k) in WALLPAPER_SETS})
     return images
 
 
@@ -532,7 +537,7 @@ def main(argv=None):
     args = parse_args(argv)
     WALLPAPERS_DIR = args.wallpapers
     WALLPAPER_SETS = tuple(args.wallpaper_sets.split(","))
-    known = {name.split("-")[0] for name in WALLPAPER_IMAGES}
+    known = {wallpaper_set(name) for name in WALLPAPER_IMAGES}
     if not set(WALLPAPER_SETS) <= known:
         sys.exit(f"--wallpaper-sets: expected a comma-separated choice of {', '.join(sorted(known))}, "
                  f"got {args.wallpaper_sets!r}")

@@ -134,8 +134,8 @@ def solve_with_covariance(operator, b: torch.Tensor, *, covariance, noise_varian
                           factor: torch.Tensor | float) -> torch.Tensor:
     """v with (A C A^T + Sigma_y) v = b per sample, C = factor ([B] or a number) times a `spectral.SpectralCovariance`
     (in image units), by conjugate gradients (at most COVARIANCE_MAX_ITERATIONS). Preconditioned by the same
-    problem with A's own stationary part (stationary_preconditioner) where it has one, else by the exact solve for C ~ its
-    average variance times I where the operator has a closed form. No graph is built."""
+    problem with A's own stationary part (stationary_preconditioner) where it has one, else by the exact solve
+    for C ~ its average variance times I where the operator has a closed form. No graph is built."""
     with torch.no_grad():
         s = noise_variance.to(device=b.device, dtype=b.real.dtype if b.is_complex() else b.dtype)
         scale = _per_sample(torch.as_tensor(factor), b)

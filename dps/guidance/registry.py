@@ -75,8 +75,9 @@ METHODS: dict[str, GuidanceMethod] = {m.name: m for m in [
                     "seen through the operator, and the step is set by the model's own covariance measured in "
                     "the same backward pass: no step-size rule. Linear operators only. On exact checks its "
                     "samples spread more like the true posterior than dps's and sit closer to its mean on "
-                    "every operator; with pixel models its estimate is kept to the images' range. A step costs a dps step plus a linear solve (iterative for bicubic "
-                    "super-resolution, blur and compositions).",
+                    "every operator; with pixel models its estimate is kept to the images' range. A step costs "
+                    "a dps step plus a linear solve (iterative for bicubic super-resolution, blur and "
+                    "compositions).",
     ),
     GuidanceMethod(
         "proximal", proximal_guidance, through_model=False, needs_linear=True,

@@ -101,7 +101,8 @@ def test_float32_solves_stay_float32():
 
 
 def spectral_covariance(shape, generator, sigmas) -> SpectralCovariance:
-    """The spectral covariance of a non-linear denoiser for a random x_t (2 samples at noise levels `sigmas`)."""
+    """The spectral covariance of a non-linear denoiser for a random x_t of `shape` (2 samples, at noise levels
+    `sigmas`)."""
     x = 5 * torch.randn(shape, generator=generator, dtype=torch.float64)
     return SpectralCovariance(x, torch.tanh(x / 3) + 0.1 * x, torch.tensor(sigmas, dtype=torch.float64),
                               torch.ones(2, dtype=torch.float64))
@@ -113,7 +114,8 @@ def dense_covariance_systems(operator, shape, covariance, factor, noise):
     n = matrix.shape[1]
     basis = torch.eye(n, dtype=torch.float64).reshape(n, *shape[1:])
     for i in range(shape[0]):
-        single = torch.stack([covariance.apply(basis[j:j + 1].expand(2, *shape[1:]))[i].reshape(-1) for j in range(n)], 1)
+        single = torch.stack([covariance.apply(basis[j:j + 1].expand(shape[0], *shape[1:]))[i].reshape(-1)
+                              for j in range(n)], 1)
         yield factor[i] * matrix @ single @ matrix.T + torch.diag(noise[i])
 
 
