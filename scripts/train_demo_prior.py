@@ -130,6 +130,8 @@ def parse_args(argv=None):
                    help="comma-separated crop sides drawn at random per step (default: --crop only); "
                         "mixing sizes keeps the net unbiased on images smaller than --crop")
     p.add_argument("--batch", type=int, default=8)
+    p.add_argument("--colour-permutation", type=float, default=0.2, metavar="P",
+                   help="share of crops whose RGB channels are shuffled (0 to 1; the base run used 0.2)")
     p.add_argument("--channels", type=int, default=32, help="UNet model_channels (multiple of 32)")
     p.add_argument("--mult", default="1,2,3,4,4", help="UNet channel_mult, comma separated")
     p.add_argument("--res-blocks", type=int, default=2)
@@ -286,8 +288,9 @@ def pyramid(img, crop, scales):
 class CropSampler:
     """Random crops with mild downscaling, horizontal flips and rare channel permutations."""
 
-    def __init__(self, names_weights, crop, device, seed):
-        # `crop`: the smallest crop side that will be asked for
+    def __init__(self, names_weights, crop, device, seed, permute=0.2):
+        # `crop`: the smallest crop side that will be asked for; `permute`: the share of crops
+        # whose RGB channels are shuffled
         import numpy as np
 
         # Downscaling only (never upscaling, which would teach the prior that blur is natural):
@@ -300,6 +303,7 @@ class CropSampler:
             self.weights.append(weight)
         self.weights = np.asarray(self.weights) / sum(self.weights)
         self.crop = crop
+        self.permute = permute
         self.rng = np.random.default_rng(seed)
 
     def reseed(self, seed):
@@ -321,7 +325,7 @@ class CropSampler:
             patch = img[:, y:y + c, x:x + c]
             if rng.random() < 0.5:
                 patch = patch.flip(-1)
-            if rng.random() < 0.2:
+            if rng.random() < self.permute:
                 patch = patch[torch.as_tensor(rng.permutation(3), device=patch.device)]
             out.append(patch)
         return torch.stack(out)
@@ -541,6 +545,8 @@ def main(argv=None):
     if not set(WALLPAPER_SETS) <= known:
         sys.exit(f"--wallpaper-sets: expected a comma-separated choice of {', '.join(sorted(known))}, "
                  f"got {args.wallpaper_sets!r}")
+    if not 0.0 <= args.colour_permutation <= 1.0:
+        sys.exit(f"--colour-permutation: expected a share from 0 to 1, got {args.colour_permutation}")
     if args.dump_photos:
         import numpy as np
 
@@ -628,7 +634,8 @@ def main(argv=None):
         log.write(json.dumps(row) + "\n")
         log.flush()
 
-    sampler = CropSampler({k: v[1] for k, v in training_images().items()}, min(crop_sizes), device, args.seed)
+    sampler = CropSampler({k: v[1] for k, v in training_images().items()}, min(crop_sizes), device, args.seed,
+                          args.colour_permutation)
     sampler.reseed(args.seed + state["step"])
     noise_gen = torch.Generator(device=device).manual_seed(args.seed + 1 + state["step"])
     eval_crop = min(args.crop, 128)

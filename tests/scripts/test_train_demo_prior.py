@@ -39,6 +39,13 @@ def train(tmp_path: pathlib.Path, name: str, *extra: str, run: str = "") -> tupl
     return out, done.stdout
 
 
+def load_script():
+    spec = importlib.util.spec_from_file_location("train_demo_prior", SCRIPT)
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    return script
+
+
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("train")
@@ -92,9 +99,7 @@ def test_wallpapers_join_the_training_photographs_downscaled(tmp_path):
     import numpy as np
     from PIL import Image
 
-    spec = importlib.util.spec_from_file_location("train_demo_prior", SCRIPT)
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
+    script = load_script()
     root = tmp_path / "wallpapers"
     rng = np.random.default_rng(0)
     for i, (path, _, _) in enumerate(script.WALLPAPER_IMAGES.values()):
@@ -122,3 +127,26 @@ def test_an_unknown_wallpaper_set_is_refused_by_name():
                           capture_output=True, text=True, timeout=300, cwd=ROOT)
     assert done.returncode != 0
     assert "--wallpaper-sets: expected a comma-separated choice of lomiri, plasma, got 'plasma,lomri'" in done.stderr
+
+
+def test_colour_permutation_shuffles_the_given_share_of_crops(monkeypatch):
+    """--colour-permutation P: a share P of the crops get their RGB channels in a random order (a
+    sixth of those orders is the identity), the rest keep them; P = 0 leaves every crop's colours."""
+    script = load_script()
+    channels = torch.tensor([-0.5, 0.0, 0.5])
+    monkeypatch.setattr(script, "load_photo", lambda name: channels[:, None, None].expand(3, 64, 64).clone())
+    shuffled = {}
+    for share in (0.0, 0.6):
+        crops = script.CropSampler({"flat": 1.0}, 32, "cpu", seed=0, permute=share).batch(600)
+        colours = crops.mean(dim=(2, 3))
+        assert all(sorted(c.tolist()) == pytest.approx(channels.tolist()) for c in colours)
+        shuffled[share] = int((~torch.isclose(colours, channels).all(dim=1)).sum())
+    assert shuffled[0.0] == 0
+    assert abs(shuffled[0.6] - 600 * 0.6 * 5 / 6) < 50  # binomial: expected 300, sd about 12
+
+
+def test_a_colour_permutation_share_outside_0_to_1_is_refused():
+    done = subprocess.run([sys.executable, str(SCRIPT), "--colour-permutation", "1.5", "--dump-photos", "unused.npz"],
+                          capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert done.returncode != 0
+    assert "--colour-permutation: expected a share from 0 to 1, got 1.5" in done.stderr
