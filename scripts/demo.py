@@ -391,6 +391,8 @@ def run_one(server, object_info, task: str, name: str, truth_u8: np.ndarray, out
     stem = f"{task}_{name}"
     Image.fromarray((restored * 255).round().astype(np.uint8)).save(out_dir / f"{stem}_dps.png")
     Image.fromarray((mean * 255).round().astype(np.uint8)).save(out_dir / f"{stem}_mean.png")
+    if args.keep_samples:
+        np.save(out_dir / f"{stem}_samples.npy", samples)
     spread = samples.std(axis=0, ddof=1).mean(axis=-1) if len(samples) > 1 else np.zeros(truth.shape[:2])
     Image.fromarray((base * 255).round().astype(np.uint8)).save(out_dir / f"{stem}_baseline.png")
     Image.fromarray((degraded * 255).round().astype(np.uint8)).save(out_dir / f"{stem}_measurement.png")
@@ -520,6 +522,8 @@ def parse_args(argv=None):
                    "the DPS DAPS Sampler instead of DPS KSampler")
     p.add_argument("--samples", type=int, default=4,
                    help="posterior samples per run (one batch); the table gives single samples and their mean")
+    p.add_argument("--keep-samples", action="store_true",
+                   help="also save every sample of a run as <task>_<photo>_samples.npy (float, [N, H, W, 3])")
     p.add_argument("--update-docs", action="store_true", help="also write the figures to docs/images/demo-*.png")
     p.add_argument("--thumbnails", action="store_true",
                    help="with --update-docs, also replace the workflow thumbnails by measurement | DPS pictures")
