@@ -482,28 +482,18 @@ def machine() -> str:
             f"({torch.get_num_threads()} threads), Python {platform.python_version()}")
 
 
-def write_docs(rows_by_task: dict, out_dir: pathlib.Path, thumbnails: bool) -> None:
-    """The figures for docs/images (PNG, 256 colours, well under 300 KB) and, with `thumbnails`,
-    workflow thumbnails (measurement | DPS result of the first photograph)."""
+def write_docs(rows_by_task: dict, out_dir: pathlib.Path) -> None:
+    """The figures for docs/images (PNG, 256 colours, well under 300 KB). The workflow thumbnails
+    come from tests/integration/test_first_run.py (DPS_UPDATE_WORKFLOW_IMAGES), 400 x 400 as the
+    template browser shows them."""
     images_dir = ROOT / "docs" / "images"
     images_dir.mkdir(parents=True, exist_ok=True)
-    for task, rows in rows_by_task.items():
+    for task in rows_by_task:
         target = images_dir / f"demo-{task}.png"
         with Image.open(out_dir / f"demo-{task}.png") as fig:
             small = fig.convert("RGB").quantize(colors=256, method=Image.Quantize.MEDIANCUT)
             small.save(target, optimize=True)
         log(f"  wrote {target.relative_to(ROOT)} ({target.stat().st_size // 1024} KB)")
-        if not thumbnails:
-            continue
-        first = rows[0]["images"]
-        side = 128
-        thumb = Image.new("RGB", (2 * side + 4, side), "white")
-        for i, key in enumerate(("measurement", "dps")):
-            picture = Image.fromarray((np.clip(first[key], 0, 1) * 255).round().astype(np.uint8))
-            thumb.paste(picture.resize((side, side), Image.Resampling.NEAREST), (i * (side + 4), 0))
-        path = WORKFLOWS / TASKS[task][0].replace(".json", ".jpg")
-        thumb.save(path, quality=88)
-        log(f"  wrote {path.relative_to(ROOT)}")
 
 
 def parse_args(argv=None):
@@ -525,8 +515,6 @@ def parse_args(argv=None):
     p.add_argument("--keep-samples", action="store_true",
                    help="also save every sample of a run as <task>_<photo>_samples.npy (float, [N, H, W, 3])")
     p.add_argument("--update-docs", action="store_true", help="also write the figures to docs/images/demo-*.png")
-    p.add_argument("--thumbnails", action="store_true",
-                   help="with --update-docs, also replace the workflow thumbnails by measurement | DPS pictures")
     return p.parse_args(argv)
 
 
@@ -596,7 +584,7 @@ def main(argv=None) -> int:
     }, indent=2))
     log(f"wrote {out_dir}/ (figures demo-<task>.png, results.md, results.json)")
     if args.update_docs and by_task:
-        write_docs(by_task, out_dir, args.thumbnails)
+        write_docs(by_task, out_dir)
     if failures:
         log("\nFAILED:\n  " + "\n  ".join(failures))
         return 1
