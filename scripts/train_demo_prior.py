@@ -286,9 +286,9 @@ def pyramid(img, crop, scales):
 
 
 class CropSampler:
-    """Random crops with mild downscaling, horizontal flips and rare channel permutations."""
+    """Random crops with mild downscaling, horizontal flips and, for a share of them, channel permutations."""
 
-    def __init__(self, names_weights, crop, device, seed, permute=0.2):
+    def __init__(self, names_weights, crop, device, seed, permute):
         # `crop`: the smallest crop side that will be asked for; `permute`: the share of crops
         # whose RGB channels are shuffled
         import numpy as np
@@ -635,7 +635,7 @@ def main(argv=None):
         log.flush()
 
     sampler = CropSampler({k: v[1] for k, v in training_images().items()}, min(crop_sizes), device, args.seed,
-                          args.colour_permutation)
+                          permute=args.colour_permutation)
     sampler.reseed(args.seed + state["step"])
     noise_gen = torch.Generator(device=device).manual_seed(args.seed + 1 + state["step"])
     eval_crop = min(args.crop, 128)
